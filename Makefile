@@ -1,0 +1,77 @@
+# The course's front door. See README.md.
+#   make             build every stage's demo and benchmarks
+#   make run         build, then run each stage's demo in quick mode, in order
+#   make test        build and run every Catch2 test; ends with "N passed, N failed"
+#   make sanitize    the same tests at -O0 under ASan+UBSan, with g++ and with clang++
+#   make tsan        the thread-crossing tests under ThreadSanitizer
+#   make bench       build and run the benchmarks
+#   make docs-check  fail if a README's code differs from the source it quotes
+#   make docs        rewrite the READMEs' code blocks from the sources
+#   make clean
+include config.mk
+
+STAGES  := stage1_generators stage2_custom_loop stage3_tasks_futures stage4_sockets stage5_http
+PRESENT := $(foreach s,$(STAGES),$(if $(wildcard $(s)/Makefile),$(s)))
+NPROC   := $(shell nproc 2>/dev/null || echo 2)
+# Build in parallel unless the caller already chose (-j on the command line).
+JOBS    := $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(NPROC))
+
+# tests/stageK_*.cpp -> build/bin/tests_stageK, linked with the library part of stages 1..K.
+TEST_PREFIXES := $(sort $(foreach f,$(wildcard tests/stage*_*.cpp),$(firstword $(subst _, ,$(notdir $(f))))))
+TEST_BINS     := $(addprefix $(BIN)/tests_,$(TEST_PREFIXES))
+CATCH_MAIN    := $(BUILD)/obj/tests/catch_main.o
+stage_num      = $(patsubst stage%,%,$(1))
+define TEST_RULE
+$(BIN)/tests_$(1): $(call obj_of,$(abspath $(wildcard tests/$(1)_*.cpp))) $(CATCH_MAIN) \
+                   $(call obj_of,$(foreach s,$(wordlist 1,$(call stage_num,$(1)),$(STAGES)),$(call lib_srcs,$(s))))
+	@mkdir -p $(BIN)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $$^ $(LDLIBS) -o $$@
+endef
+$(foreach p,$(TEST_PREFIXES),$(eval $(call TEST_RULE,$(p))))
+
+SAN_FLAGS  := -O0 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TSAN_FLAGS := -O1 -g -fsanitize=thread
+
+.PHONY: all run test sanitize tsan bench docs-check docs clean catch2 test-bins run-tests
+all:
+	@set -e; for s in $(PRESENT); do $(MAKE) --no-print-directory $(JOBS) -C $$s; done
+
+run: all
+	@set -e; for s in $(PRESENT); do \
+	  printf '\n=================== %s ===================\n' $$s; \
+	  $(BIN)/$$s --quick; \
+	done
+
+catch2:
+	@sh tests/require_catch2.sh "$(CXX)"
+
+test-bins: catch2
+	@$(MAKE) --no-print-directory $(JOBS) $(TEST_BINS)
+
+run-tests: test-bins
+	@sh tests/run_tests.sh $(TEST_BINS)
+
+test: all run-tests
+
+sanitize: catch2
+	@set -e; for cxx in g++ clang++; do \
+	  printf '\n== sanitize: %s, %s ==\n' $$cxx '$(SAN_FLAGS)'; \
+	  $(MAKE) --no-print-directory run-tests CXX=$$cxx BUILD=$(BUILD)/sanitize-$$cxx CXXFLAGS='$(SAN_FLAGS)'; \
+	done
+
+tsan: catch2
+	@$(MAKE) --no-print-directory run-tests CXX=clang++ BUILD=$(BUILD)/tsan CXXFLAGS='$(TSAN_FLAGS)' \
+	  TEST_ARGS='[threads]'
+
+bench: all
+	@set -e; for b in $(BIN)/bench_*; do [ -x "$$b" ] || continue; \
+	  printf '\n=================== %s ===================\n' $$(basename $$b); "$$b"; done
+
+docs-check:
+	@sh tests/docs_check.sh check README.md $(wildcard stage*/README.md)
+
+docs:
+	@sh tests/docs_check.sh update README.md $(wildcard stage*/README.md)
+
+clean:
+	rm -rf $(BUILD)
