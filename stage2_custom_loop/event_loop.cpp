@@ -1,0 +1,261 @@
+// Stage 2: the event loop (see event_loop.hpp for the invariants).
+#include "stage2_custom_loop/event_loop.hpp"
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+
+namespace aio {
+
+namespace {
+
+thread_local EventLoop* tl_running_loop = nullptr;
+
+// CPython's numbers (base_events.py): the heap is rebuilt without its cancelled timers
+// when it holds more than 100 timers and more than half of them are cancelled.
+constexpr std::size_t kMinScheduledTimerHandles = 100;
+constexpr double kMinCancelledTimerHandlesFraction = 0.5;
+
+// Heap order: earliest deadline first, then first scheduled first (std heaps are max-heaps,
+// so "greater" puts the smallest on top).
+struct Later {
+    template <typename E>
+    bool operator()(const E& a, const E& b) const noexcept {
+        return a.when != b.when ? a.when > b.when : a.seq > b.seq;
+    }
+};
+
+}  // namespace
+
+std::string demangled_type_name(const char* mangled) {
+    int status = 0;
+    char* s = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+    std::string out = status == 0 && s ? s : mangled;
+    std::free(s);
+    return out;
+}
+
+void TimerHandle::cancel() {
+    if (!cancelled() && scheduled_in_) scheduled_in_->timer_handle_cancelled();
+    Handle::cancel();
+}
+
+EventLoop::EventLoop() = default;
+
+EventLoop::~EventLoop() { close(); }
+
+double EventLoop::time() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void EventLoop::check_closed() const {
+    if (closed_) throw RuntimeError("Event loop is closed: create a new EventLoop to schedule more work");
+}
+
+void EventLoop::check_not_running() const {
+    if (running_)
+        throw RuntimeError(
+            "This event loop is already running: run_forever/run_until_complete can't be nested; "
+            "schedule the work with call_soon or create_task instead");
+    if (tl_running_loop)
+        throw RuntimeError("Cannot run the event loop while another loop is running on this thread");
+}
+
+void EventLoop::schedule_timer(Ref<TimerHandle> h) {
+    h->scheduled_in_ = this;
+    double when = h->when();
+    timers_.push_back(TimerEntry{when, timer_seq_++, std::move(h)});
+    std::push_heap(timers_.begin(), timers_.end(), Later{});
+}
+
+// [docs:drop_cancelled_timers]
+// Cancelling a timer leaves it in the heap (removing it would cost O(n)). Most of the time
+// cancelled timers are simply skipped when they reach the top; but a program that sets and
+// cancels many timeouts would grow the heap without bound, so once most of it is dead we
+// rebuild it from the live timers, in O(n).
+void EventLoop::drop_cancelled_timers() {
+    if (timers_.size() > kMinScheduledTimerHandles &&
+        double(cancelled_timers_) / double(timers_.size()) > kMinCancelledTimerHandlesFraction) {
+        std::erase_if(timers_, [](TimerEntry& e) {
+            if (!e.handle->cancelled()) return false;
+            e.handle->scheduled_in_ = nullptr;
+            return true;
+        });
+        std::make_heap(timers_.begin(), timers_.end(), Later{});
+        cancelled_timers_ = 0;
+        return;
+    }
+    while (!timers_.empty() && timers_.front().handle->cancelled()) {
+        std::pop_heap(timers_.begin(), timers_.end(), Later{});
+        timers_.back().handle->scheduled_in_ = nullptr;
+        timers_.pop_back();
+        --cancelled_timers_;
+    }
+}
+// [/docs:drop_cancelled_timers]
+
+// How long select() may block: not at all if something is ready (or we are stopping), until
+// the earliest timer if there is one, else for as long as it takes.
+std::optional<double> EventLoop::compute_timeout() const {
+    if (!ready_.empty() || stopping_) return 0.0;
+    if (!timers_.empty()) return std::max(0.0, timers_.front().when - time());
+    return std::nullopt;
+}
+
+void EventLoop::take_threadsafe_ready() {
+    std::lock_guard<std::mutex> lock(threadsafe_mutex_);
+    for (auto& h : threadsafe_ready_) ready_.push_back(std::move(h));
+    threadsafe_ready_.clear();
+}
+
+// [docs:select]
+void EventLoop::select(std::optional<double> timeout) {
+    std::unique_lock<std::mutex> lock(threadsafe_mutex_);
+    auto woken = [this] { return !threadsafe_ready_.empty(); };
+    if (!timeout) {
+        threadsafe_cv_.wait(lock, woken);
+    } else if (*timeout > 0) {
+        threadsafe_cv_.wait_for(lock, std::chrono::duration<double>(*timeout), woken);
+    }
+}
+
+void EventLoop::write_to_self() { threadsafe_cv_.notify_one(); }
+// [/docs:select]
+
+// [docs:run_once]
+void EventLoop::run_once() {
+    drop_cancelled_timers();
+    take_threadsafe_ready();
+
+    // 1. Wait: until the next timer is due, or another thread wakes us.
+    select(compute_timeout());
+    take_threadsafe_ready();
+
+    // 2. Move every timer that is due to the ready queue, in (deadline, order) order.
+    const double now = time();
+    while (!timers_.empty() && timers_.front().when <= now) {
+        std::pop_heap(timers_.begin(), timers_.end(), Later{});
+        Ref<TimerHandle> h = std::move(timers_.back().handle);
+        timers_.pop_back();
+        h->scheduled_in_ = nullptr;
+        if (h->cancelled())
+            --cancelled_timers_;
+        else
+            ready_.push_back(std::move(h));
+    }
+
+    // 3. Run what was ready when the pass began, and only that: a callback scheduled by one
+    //    of these callbacks waits for the next pass, so a callback that keeps rescheduling
+    //    itself can't starve the timers or the wait.
+    for (std::size_t ntodo = ready_.size(); ntodo > 0; --ntodo) {
+        Ref<Handle> h = std::move(ready_.front());
+        ready_.pop_front();
+        if (!h->cancelled()) run_handle(*h);
+    }
+}
+// [/docs:run_once]
+
+void EventLoop::run_handle(Handle& h) {
+    auto start = debug_ ? time() : 0.0;
+    try {
+        h.run();
+    } catch (...) {
+        call_exception_handler(ExceptionContext{"Exception in callback " + h.name(), std::current_exception()});
+    }
+    if (debug_) {
+        double took = time() - start;
+        if (took >= slow_callback_duration) {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, " took %.3f seconds", took);
+            log("Executing " + h.name() + buf);
+        }
+    }
+}
+
+void EventLoop::run_forever() {
+    check_closed();
+    check_not_running();
+    running_ = true;
+    tl_running_loop = this;
+    // Whatever happens, leave the loop not running (and not stopping) on the way out.
+    struct Reset {
+        EventLoop& loop;
+        ~Reset() {
+            loop.stopping_ = false;
+            loop.running_ = false;
+            tl_running_loop = nullptr;
+        }
+    } reset{*this};
+    for (;;) {
+        run_once();
+        if (stopping_) break;
+    }
+}
+
+void EventLoop::close() {
+    if (running_) throw RuntimeError("Cannot close a running event loop: call stop() and let run_forever return first");
+    if (closed_) return;
+    closed_ = true;
+    {
+        std::lock_guard<std::mutex> lock(threadsafe_mutex_);
+        threadsafe_closed_ = true;
+        threadsafe_ready_.clear();
+    }
+    // Releasing these frees whatever they own; a destructor may try to schedule more
+    // work, which check_closed() refuses, so clear into locals first.
+    auto ready = std::move(ready_);
+    ready_.clear();
+    auto timers = std::move(timers_);
+    timers_.clear();
+    for (auto& e : timers) e.handle->scheduled_in_ = nullptr;
+    cancelled_timers_ = 0;
+}
+
+void EventLoop::log(std::string_view message) const {
+    if (logger_) {
+        logger_(message);
+    } else {
+        std::fprintf(stderr, "%.*s\n", int(message.size()), message.data());
+    }
+}
+
+void EventLoop::default_exception_handler(const ExceptionContext& context) {
+    std::string text = context.message;
+    if (context.exception) {
+        try {
+            std::rethrow_exception(context.exception);
+        } catch (const std::exception& e) {
+            text += std::string(": ") + e.what();
+        } catch (...) {
+            text += ": (an exception not derived from std::exception)";
+        }
+    }
+    log(text);
+}
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) {
+    if (!exception_handler_) {
+        default_exception_handler(context);
+        return;
+    }
+    try {
+        exception_handler_(*this, context);
+    } catch (...) {
+        // A broken handler must not take the loop down; report both, as asyncio does.
+        default_exception_handler(ExceptionContext{"Unhandled error in exception handler", std::current_exception()});
+        default_exception_handler(context);
+    }
+}
+
+EventLoop& get_running_loop() {
+    if (!tl_running_loop) throw RuntimeError("no running event loop: call this from inside a callback or coroutine");
+    return *tl_running_loop;
+}
+
+EventLoop* running_loop_or_null() noexcept { return tl_running_loop; }
+
+}  // namespace aio

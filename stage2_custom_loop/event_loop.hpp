@@ -1,0 +1,212 @@
+// Stage 2: the event loop. A queue of ready callbacks, a heap of timers, and a wait.
+//
+// Adds:    EventLoop: call_soon, call_later, call_at, call_soon_threadsafe, time,
+//          run_forever, run_until_complete, stop, close, create_task, the exception
+//          handler, debug mode (slow-callback warnings), and get_running_loop().
+// Mirrors: BaseEventLoop in Lib/asyncio/base_events.py (_run_once above all).
+//
+// Invariants (each is tested in tests/stage2_*):
+//  1. Callbacks run only inside run_once(), on the loop's thread, one at a time.
+//  2. The ready queue is FIFO. A callback scheduled while a pass runs waits for the next
+//     pass: a pass runs exactly the handles that were ready when it started.
+//  3. Timers fire in (deadline, scheduling order): equal deadlines keep call order.
+//  4. A cancelled handle never runs. Cancelling is O(1); the heap drops cancelled timers
+//     lazily, and rebuilds itself when most of it is cancelled.
+//  5. The loop sleeps only in select(), and only as long as the next timer allows (not at
+//     all when something is ready). call_soon_threadsafe wakes it through write_to_self().
+//  6. An exception escaping a callback goes to the exception handler; the loop goes on.
+//  7. Only call_soon_threadsafe may be called from another thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "stage2_custom_loop/events.hpp"
+#include "stage2_custom_loop/exceptions.hpp"
+
+namespace aio {
+
+// What the exception handler is told, like the `context` dict of asyncio's handler.
+struct ExceptionContext {
+    std::string message;           // "Exception in callback <name>"
+    std::exception_ptr exception;  // may be null
+};
+
+class EventLoop {
+public:
+    using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+    using Logger = std::function<void(std::string_view)>;
+
+    EventLoop();
+    virtual ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    // Monotonic seconds: the clock every deadline is measured on.
+    double time() const;
+
+    // [docs:call_soon]
+    // Run fn on the next pass (after what is already queued). `name` (a string literal)
+    // names it in error reports.
+    template <typename F>
+    Ref<Handle> call_soon(F fn, const char* name = nullptr) {
+        check_closed();
+        Ref<Handle> h(new Callback<Handle, F>(std::move(fn), name));
+        ready_.push_back(h);
+        return h;
+    }
+    // [/docs:call_soon]
+
+    // Run fn once `delay` seconds have passed (a zero or negative delay: on the next pass).
+    template <typename F>
+    Ref<TimerHandle> call_later(double delay, F fn, const char* name = nullptr) {
+        return call_at(time() + delay, std::move(fn), name);
+    }
+
+    // Run fn once time() reaches `when`.
+    template <typename F>
+    Ref<TimerHandle> call_at(double when, F fn, const char* name = nullptr) {
+        check_closed();
+        Ref<TimerHandle> h(new Callback<TimerHandle, F>(std::move(fn), name, when));
+        schedule_timer(h);
+        return h;
+    }
+
+    // The only method another thread may call: queue fn and wake the loop. Unlike asyncio it
+    // returns no handle, because a handle shared by two threads would need an atomic
+    // reference count, and every handle would pay for it.
+    template <typename F>
+    void call_soon_threadsafe(F fn, const char* name = nullptr) {
+        Ref<Handle> h(new Callback<Handle, F>(std::move(fn), name));
+        {
+            std::lock_guard<std::mutex> lock(threadsafe_mutex_);
+            if (threadsafe_closed_) throw RuntimeError("call_soon_threadsafe on a closed event loop");
+            threadsafe_ready_.push_back(std::move(h));
+        }
+        write_to_self();
+    }
+
+    // One pass: wait for what is due, then run every callback that was ready at that point.
+    void run_once();
+    // Run passes until stop(). stop() before run_forever makes it run exactly one pass.
+    void run_forever();
+    // Make run_forever return after the current pass.
+    void stop() noexcept { stopping_ = true; }
+
+    // Run a coroutine (or a task, or anything ensure_future accepts) to the end and return
+    // its result or rethrow its exception. What "a coroutine" is, the loop does not know:
+    // ensure_future and task_factory are found by argument-dependent lookup in the
+    // coroutine type's namespace, the way asyncio lets a task factory be plugged in.
+    template <typename Awaitable>
+    auto run_until_complete(Awaitable aw) {
+        check_closed();
+        check_not_running();
+        auto future = ensure_future(*this, std::move(aw));
+        // Stops the loop when the future is done, unless run_until_complete has returned.
+        auto alive = std::make_shared<bool>(true);
+        future->add_done_callback([this, alive](auto&&...) {
+            if (*alive) stop();
+        });
+        struct Disarm {
+            std::shared_ptr<bool> alive;
+            ~Disarm() { *alive = false; }
+        } disarm{alive};
+        run_forever();
+        if (!future->done())
+            throw RuntimeError("Event loop stopped before the future completed (someone called stop())");
+        return future->result();
+    }
+
+    // Wrap a coroutine in the Task type its library provides (stage 2: GeneratorTask) and
+    // schedule its first step.
+    template <typename Coroutine>
+    auto create_task(Coroutine coro) {
+        return task_factory(*this, std::move(coro));
+    }
+
+    bool is_running() const noexcept { return running_; }
+    bool is_closed() const noexcept { return closed_; }
+    // Drop every pending callback and timer (freeing them) and refuse new ones. Closing a
+    // running loop is an error; closing twice is harmless.
+    void close();
+
+    // Exceptions that escape callbacks. An empty handler restores the default, which logs
+    // "Exception in callback <name>: <what()>".
+    void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
+    void call_exception_handler(const ExceptionContext& context);
+    void default_exception_handler(const ExceptionContext& context);
+
+    // Where the loop's messages go (default: stderr), like asyncio's logger.
+    void set_logger(Logger logger) { logger_ = std::move(logger); }
+    void log(std::string_view message) const;
+
+    // Debug mode: warn about every callback that runs longer than slow_callback_duration.
+    void set_debug(bool enabled) noexcept { debug_ = enabled; }
+    bool get_debug() const noexcept { return debug_; }
+    double slow_callback_duration = 0.1;
+
+    // How many callbacks are queued or scheduled (for tests and curious readers).
+    std::size_t ready_count() const noexcept { return ready_.size(); }
+    std::size_t timer_count() const noexcept { return timers_.size(); }
+
+protected:
+    // The seam stage 4 replaces with a selector. Block until something may have happened:
+    // `timeout` seconds at most, or without limit when it is nullopt. Stage 2 has nothing to
+    // wait for but timers and other threads, so it waits on a condition variable.
+    virtual void select(std::optional<double> timeout);
+    // Wake a select() in progress, from any thread (asyncio writes a byte to a self-pipe).
+    virtual void write_to_self();
+
+private:
+    friend class TimerHandle;
+    struct TimerEntry {
+        double when;
+        std::uint64_t seq;
+        Ref<TimerHandle> handle;
+    };
+
+    void check_closed() const;
+    void check_not_running() const;
+    void schedule_timer(Ref<TimerHandle> h);
+    void timer_handle_cancelled() noexcept { ++cancelled_timers_; }
+    void drop_cancelled_timers();
+    std::optional<double> compute_timeout() const;
+    void take_threadsafe_ready();
+    void run_handle(Handle& h);
+
+    std::deque<Ref<Handle>> ready_;
+    std::vector<TimerEntry> timers_;  // a min-heap on (when, seq)
+    std::uint64_t timer_seq_ = 0;
+    std::size_t cancelled_timers_ = 0;
+    bool running_ = false;
+    bool stopping_ = false;
+    bool closed_ = false;
+    bool debug_ = false;
+
+    std::mutex threadsafe_mutex_;
+    std::condition_variable threadsafe_cv_;
+    std::vector<Ref<Handle>> threadsafe_ready_;  // guarded by threadsafe_mutex_
+    bool threadsafe_closed_ = false;             // guarded by threadsafe_mutex_
+
+    ExceptionHandler exception_handler_;
+    Logger logger_;
+};
+
+// The loop running on this thread, like asyncio.get_running_loop(). Throws RuntimeError
+// when no loop is running.
+EventLoop& get_running_loop();
+// Same, or nullptr.
+EventLoop* running_loop_or_null() noexcept;
+
+}  // namespace aio
