@@ -30,6 +30,9 @@ endef
 $(foreach p,$(TEST_PREFIXES),$(eval $(call TEST_RULE,$(p))))
 
 SAN_FLAGS  := -O0 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# clang 14 can't emit -fsanitize=function's checks for inline coroutines ("Cannot represent a
+# difference across sections", LLVM issue 49689), so `make sanitize` turns that one check off
+# for clang++ only (g++ has no such flag).
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
 .PHONY: all run test sanitize tsan bench docs-check docs clean catch2 test-bins run-tests
@@ -56,7 +59,8 @@ test: all run-tests
 sanitize: catch2
 	@set -e; for cxx in g++ clang++; do \
 	  printf '\n== sanitize: %s, %s ==\n' $$cxx '$(SAN_FLAGS)'; \
-	  $(MAKE) --no-print-directory run-tests CXX=$$cxx BUILD=$(BUILD)/sanitize-$$cxx CXXFLAGS='$(SAN_FLAGS)'; \
+	  extra=; [ $$cxx = clang++ ] && extra=-fno-sanitize=function; \
+	  $(MAKE) --no-print-directory run-tests CXX=$$cxx BUILD=$(BUILD)/sanitize-$$cxx CXXFLAGS="$(SAN_FLAGS) $$extra"; \
 	done
 
 tsan: catch2

@@ -139,13 +139,15 @@ public:
         // `co_await sub` inside a generator is `yield from sub`. Only generators with the
         // same Yield and Send can be delegated to, because the sub-generator's yields go to
         // our consumer and our consumer's sends go to it. Anything else is a compile error.
+        // A named sub-generator keeps its return value (result() may still be asked); a
+        // temporary hands it over by move.
         template <typename SubReturn>
         auto await_transform(Generator<Yield, Send, SubReturn>& sub) {
-            return DelegateAwaiter<SubReturn>{sub.checked_promise("yield from"), this->root};
+            return DelegateAwaiter<SubReturn>{sub.fresh_promise(), this->root, false};
         }
         template <typename SubReturn>
         auto await_transform(Generator<Yield, Send, SubReturn>&& sub) {
-            return await_transform(sub);
+            return DelegateAwaiter<SubReturn>{sub.fresh_promise(), this->root, true};
         }
     };
 
@@ -211,9 +213,10 @@ public:
         using difference_type = std::ptrdiff_t;
         iterator() = default;
         explicit iterator(Generator* g) : gen_(g) {}
-        Yield& operator*() const { return *gen_->handle_.promise().value; }
+        Yield& operator*() const { return *current_; }
         iterator& operator++() {
-            if (!gen_->next()) gen_ = nullptr;
+            current_ = gen_->next();  // the iterator keeps the value next() hands over
+            if (!current_) gen_ = nullptr;
             return *this;
         }
         void operator++(int) { ++*this; }
@@ -221,6 +224,7 @@ public:
 
     private:
         Generator* gen_ = nullptr;
+        mutable std::optional<Yield> current_;
     };
     iterator begin() {
         iterator it(this);
@@ -236,6 +240,16 @@ private:
 
     void destroy() noexcept {
         if (handle_) std::exchange(handle_, {}).destroy();
+    }
+
+    // Delegation takes a generator that has not started: one paused at a co_yield would
+    // resume into a send slot and a chain that belong to its old consumer.
+    promise_type& fresh_promise() {
+        auto& p = checked_promise("yield from");
+        if (started_)
+            throw std::logic_error("yield from (co_await) a generator that has already started: delegate to a fresh one");
+        started_ = true;
+        return p;
     }
 
     promise_type& checked_promise(const char* what) {
@@ -282,6 +296,7 @@ private:
     struct DelegateAwaiter {
         typename Generator<Yield, Send, SubReturn>::promise_type& sub;
         Base* root;
+        bool move_result;
         bool await_ready() const noexcept { return false; }
         void await_suspend(std::coroutine_handle<>) const noexcept {
             sub.root = root;
@@ -290,7 +305,8 @@ private:
         }
         SubReturn await_resume() const {
             if (sub.exception) std::rethrow_exception(sub.exception);
-            return sub.take_result();
+            if (move_result) return sub.take_result();
+            return sub.copy_result();
         }
     };
     // [/docs:yield_from]

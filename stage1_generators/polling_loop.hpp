@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -29,6 +30,8 @@ public:
 
     // Add a coroutine; it starts on the next pass. Returns its index in run()'s results.
     std::size_t add(Coroutine coro) {
+        if (coro.done())
+            throw std::invalid_argument("PollingLoop::add: this coroutine has already finished (or was moved from)");
         coros_.push_back(std::move(coro));
         return coros_.size() - 1;
     }
@@ -38,19 +41,20 @@ public:
     // all have returned. Every pass resumes every coroutine, even one whose network reply
     // cannot possibly have arrived yet: that is the busy polling stage 2 gets rid of.
     auto run() {
-        std::vector<Slot> results(coros_.size());
-        std::size_t unfinished = coros_.size();
+        std::vector<Coroutine> coros = std::move(coros_);  // a later run() starts afresh
+        coros_.clear();
+        std::vector<Slot> results(coros.size());
+        std::size_t unfinished = coros.size();
         while (unfinished > 0) {
             ++passes_;
-            for (std::size_t i = 0; i < coros_.size(); ++i) {
-                Coroutine& coro = coros_[i];
+            for (std::size_t i = 0; i < coros.size(); ++i) {
+                Coroutine& coro = coros[i];
                 if (coro.done()) continue;
                 if (coro.next()) continue;  // it yielded: poll it again next pass
                 --unfinished;               // it returned: collect its result
                 if constexpr (!std::is_void_v<Result>) results[i] = coro.result();
             }
         }
-        coros_.clear();
         return collect(std::move(results));
     }
     // [/docs:run]

@@ -39,9 +39,8 @@ std::string demangled_type_name(const char* mangled) {
     return out;
 }
 
-void TimerHandle::cancel() {
-    if (!cancelled() && scheduled_in_) scheduled_in_->timer_handle_cancelled();
-    Handle::cancel();
+void TimerHandle::on_cancel() {
+    if (scheduled_in_) scheduled_in_->timer_handle_cancelled();
 }
 
 EventLoop::EventLoop() = default;
@@ -102,18 +101,24 @@ void EventLoop::drop_cancelled_timers() {
 // the earliest timer if there is one, else for as long as it takes.
 std::optional<double> EventLoop::compute_timeout() const {
     if (!ready_.empty() || stopping_) return 0.0;
-    if (!timers_.empty()) return std::max(0.0, timers_.front().when - time());
+    if (!timers_.empty()) return std::min(std::max(0.0, timers_.front().when - time()), 24.0 * 3600);
     return std::nullopt;
 }
 
+// Measured (bench_call_soon, callgrind): taking the mutex on every pass cost 40% of a
+// pass that runs one callback, although other threads rarely post anything. So a flag
+// says whether there is anything to take, and the mutex is taken only when there is.
 void EventLoop::take_threadsafe_ready() {
+    if (!threadsafe_pending_.load(std::memory_order_acquire)) return;
     std::lock_guard<std::mutex> lock(threadsafe_mutex_);
+    threadsafe_pending_.store(false, std::memory_order_relaxed);
     for (auto& h : threadsafe_ready_) ready_.push_back(std::move(h));
     threadsafe_ready_.clear();
 }
 
 // [docs:select]
 void EventLoop::select(std::optional<double> timeout) {
+    if (timeout && *timeout <= 0) return;  // something is ready: don't wait at all
     std::unique_lock<std::mutex> lock(threadsafe_mutex_);
     auto woken = [this] { return !threadsafe_ready_.empty(); };
     if (!timeout) {
@@ -128,6 +133,7 @@ void EventLoop::write_to_self() { threadsafe_cv_.notify_one(); }
 
 // [docs:run_once]
 void EventLoop::run_once() {
+    check_closed();  // nothing could ever wake a closed loop
     drop_cancelled_timers();
     take_threadsafe_ready();
 
@@ -199,14 +205,21 @@ void EventLoop::run_forever() {
 void EventLoop::close() {
     if (running_) throw RuntimeError("Cannot close a running event loop: call stop() and let run_forever return first");
     if (closed_) return;
+    // Callbacks may add callbacks; each runs once, in the order added.
+    for (std::size_t i = 0; i < close_callbacks_.size(); ++i) {
+        auto fn = std::move(close_callbacks_[i]);
+        fn();
+    }
+    close_callbacks_.clear();
     closed_ = true;
     {
         std::lock_guard<std::mutex> lock(threadsafe_mutex_);
         threadsafe_closed_ = true;
         threadsafe_ready_.clear();
     }
-    // Releasing these frees whatever they own; a destructor may try to schedule more
-    // work, which check_closed() refuses, so clear into locals first.
+    // Releasing these frees whatever they own. Move them out first, so the loop's own
+    // queues are already empty while those destructors run. (A destructor must not
+    // schedule work: the loop is closed, and call_soon would throw.)
     auto ready = std::move(ready_);
     ready_.clear();
     auto timers = std::move(timers_);

@@ -5,6 +5,7 @@
 //          handler, debug mode (slow-callback warnings), and get_running_loop().
 // Mirrors: BaseEventLoop in Lib/asyncio/base_events.py (_run_once above all).
 //
+// [docs:invariants]
 // Invariants (each is tested in tests/stage2_*):
 //  1. Callbacks run only inside run_once(), on the loop's thread, one at a time.
 //  2. The ready queue is FIFO. A callback scheduled while a pass runs waits for the next
@@ -16,8 +17,10 @@
 //     all when something is ready). call_soon_threadsafe wakes it through write_to_self().
 //  6. An exception escaping a callback goes to the exception handler; the loop goes on.
 //  7. Only call_soon_threadsafe may be called from another thread.
+// [/docs:invariants]
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -68,6 +71,14 @@ public:
     }
     // [/docs:call_soon]
 
+    // Schedule a handle that already exists, for the next pass (CPython's _add_callback).
+    // Something that is itself a Handle (stage 3's Task is one) can so wait in the ready
+    // queue as itself, without a new allocation each time it is scheduled.
+    void add_callback(Ref<Handle> h) {
+        check_closed();
+        ready_.push_back(std::move(h));
+    }
+
     // Run fn once `delay` seconds have passed (a zero or negative delay: on the next pass).
     template <typename F>
     Ref<TimerHandle> call_later(double delay, F fn, const char* name = nullptr) {
@@ -93,8 +104,9 @@ public:
             std::lock_guard<std::mutex> lock(threadsafe_mutex_);
             if (threadsafe_closed_) throw RuntimeError("call_soon_threadsafe on a closed event loop");
             threadsafe_ready_.push_back(std::move(h));
+            threadsafe_pending_.store(true, std::memory_order_release);
+            write_to_self();  // before unlocking: once fn can run, the loop may be closed and destroyed
         }
-        write_to_self();
     }
 
     // One pass: wait for what is due, then run every callback that was ready at that point.
@@ -140,6 +152,10 @@ public:
     // Drop every pending callback and timer (freeing them) and refuse new ones. Closing a
     // running loop is an error; closing twice is harmless.
     void close();
+    // fn runs at the start of close(), while the loop can still schedule and cancel: for what
+    // belongs to a loop without the loop knowing it (a thread pool to join, a registry to
+    // empty). CPython's close() does such work itself (it shuts down the default executor).
+    void add_close_callback(std::function<void()> fn) { close_callbacks_.push_back(std::move(fn)); }
 
     // Exceptions that escape callbacks. An empty handler restores the default, which logs
     // "Exception in callback <name>: <what()>".
@@ -198,7 +214,9 @@ private:
     std::condition_variable threadsafe_cv_;
     std::vector<Ref<Handle>> threadsafe_ready_;  // guarded by threadsafe_mutex_
     bool threadsafe_closed_ = false;             // guarded by threadsafe_mutex_
+    std::atomic<bool> threadsafe_pending_{false};  // threadsafe_ready_ may be non-empty
 
+    std::vector<std::function<void()>> close_callbacks_;
     ExceptionHandler exception_handler_;
     Logger logger_;
 };

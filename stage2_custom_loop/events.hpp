@@ -24,8 +24,14 @@ class EventLoop;
 
 class Handle : public RefCounted {
 public:
-    // Cancelling twice, or cancelling a handle that has already run, does nothing.
-    virtual void cancel() { cancelled_ = true; }
+    // Cancelling twice, or cancelling a handle that has already run, does nothing. Not
+    // virtual, so that this stays true for every kind of handle: a subclass that must do
+    // something on cancel (a timer tells its loop) overrides on_cancel(), called once.
+    void cancel() {
+        if (cancelled_) return;
+        cancelled_ = true;
+        on_cancel();
+    }
     bool cancelled() const noexcept { return cancelled_; }
 
     // A name for error reports: "Exception in callback <name>: ...".
@@ -33,6 +39,9 @@ public:
 
     // Called by the loop, and only by the loop (EventLoop::run_once).
     virtual void run() = 0;
+
+protected:
+    virtual void on_cancel() {}
 
 private:
     bool cancelled_ = false;
@@ -44,10 +53,10 @@ public:
     explicit TimerHandle(double when) : when_(when) {}
     // In loop.time() seconds.
     double when() const noexcept { return when_; }
-    // Tells the loop, which counts cancelled timers to know when to clean its heap.
-    void cancel() override;
-
 private:
+    // Tells the loop, which counts cancelled timers to know when to clean its heap.
+    void on_cancel() override;
+
     friend class EventLoop;
     double when_;
     EventLoop* scheduled_in_ = nullptr;  // set while the timer is in a loop's heap

@@ -46,7 +46,7 @@ struct Wakeup {
 template <typename R = void>
 using Coroutine = Generator<Wakeup, void, R>;
 
-// `co_await sleep(3);` reads like the article's `yield from asyncio.sleep(3)`, and is the
+// `co_await sleep(3.0);` reads like the article's `yield from asyncio.sleep(3)`, and is the
 // same thing: delegation to a tiny generator that yields one wake-up request.
 inline Coroutine<> sleep(double delay) { co_yield Wakeup(delay); }
 // [/docs:wakeup]
