@@ -24,7 +24,7 @@ $(BUILD)/obj/%.o: $(ROOT)/%.cpp
 ifdef STAGE
 LIB_OBJS   := $(call obj_of,$(foreach s,$(STAGE) $(USES),$(call lib_srcs,$(s))))
 BENCH_SRCS := $(wildcard $(ROOT)/$(STAGE)/bench_*.cpp)
-PROGRAMS   := $(BIN)/$(STAGE) $(patsubst $(ROOT)/$(STAGE)/bench_%.cpp,$(BIN)/bench_%,$(BENCH_SRCS))
+PROGRAMS   := $(if $(wildcard $(ROOT)/$(STAGE)/main.cpp),$(BIN)/$(STAGE)) $(patsubst $(ROOT)/$(STAGE)/bench_%.cpp,$(BIN)/bench_%,$(BENCH_SRCS))
 
 .PHONY: all
 all: $(PROGRAMS)

@@ -49,6 +49,9 @@ using Coroutine = Generator<Wakeup, void, R>;
 // `co_await sleep(3.0);` reads like the article's `yield from asyncio.sleep(3)`, and is the
 // same thing: delegation to a tiny generator that yields one wake-up request.
 inline Coroutine<> sleep(double delay) { co_yield Wakeup(delay); }
+// sleep(3) with an int: an exact match, so that with a using-directive it is ours and not
+// POSIX's ::sleep(unsigned), which would block the whole thread.
+inline Coroutine<> sleep(int seconds) { return sleep(double(seconds)); }
 // [/docs:wakeup]
 
 // The result-independent part of a task: done or not, and who to tell when it is.

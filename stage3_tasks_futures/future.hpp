@@ -1,0 +1,244 @@
+// Stage 3: Futures and Tasks. A Future is a result that will arrive later.
+//
+// Adds:    FutureBase (state, exception, done-callbacks, cancel), Future<T> (the value),
+//          and `co_await fut`, which suspends the awaiting task until fut is done.
+// Mirrors: Future in Lib/asyncio/futures.py.
+//
+// A Future is pending, then done exactly once: with a result, with an exception, or
+// cancelled. Whoever wants to know when it is done adds a done-callback; the callbacks are
+// scheduled on the loop (call_soon), never called inline by set_result, so that completing
+// a future never runs other people's code in the middle of yours.
+//
+// Why a Future is a Handle: a Task (stage 3's other half) is a Future that runs, and the
+// loop runs Handles. Making the whole family Handles lets a Task wait in the ready queue as
+// itself, and lets a Future store "wake this task" as just another callback, so waking a
+// task allocates nothing. (Handle's cancel()/cancelled() are hidden by a Future's own,
+// which mean "cancel the future" and "was it cancelled".)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "stage1_generators/generator.hpp"
+#include "stage2_custom_loop/event_loop.hpp"
+#include "stage3_tasks_futures/exceptions.hpp"
+
+namespace aio {
+
+class TaskBase;
+
+class FutureBase : public Handle {
+protected:
+    enum class State : std::uint8_t { pending, cancelled, finished };
+
+public:
+    explicit FutureBase(EventLoop& loop) : loop_(&loop) {}
+    FutureBase(const FutureBase&) = delete;
+    FutureBase& operator=(const FutureBase&) = delete;
+
+    EventLoop& get_loop() const noexcept { return *loop_; }
+    bool done() const noexcept { return state_ != State::pending; }
+    bool cancelled() const noexcept { return state_ == State::cancelled; }
+
+    // Cancel a pending future: it becomes done, its callbacks are scheduled, and result()
+    // raises CancelledError(msg). Returns false if it was already done.
+    virtual bool cancel(std::string msg = {}) {
+        if (done()) return false;
+        exception_ = std::make_exception_ptr(CancelledError(std::move(msg)));
+        mark_done(State::cancelled);
+        return true;
+    }
+
+    // The exception it finished with (null if it has a result). Raises CancelledError if
+    // it was cancelled and InvalidStateError if it is not done yet.
+    std::exception_ptr exception() {
+        check_done("exception()");
+        if (cancelled()) std::rethrow_exception(exception_);
+        exception_retrieved_ = true;
+        return exception_;
+    }
+
+    void set_exception(std::exception_ptr e) {
+        check_pending("set_exception()");
+        if (!e) throw std::invalid_argument("set_exception(nullptr): pass the exception to store, e.g. std::current_exception()");
+        exception_ = std::move(e);
+        mark_done(State::finished);
+    }
+
+    // [docs:add_done_callback]
+    // fn runs on a later pass of the loop once the future is done (on the next pass, if it
+    // already is). fn may take the future (FutureBase&) or nothing. Returns the callback's
+    // handle, the token remove_done_callback takes.
+    template <typename F>
+    Ref<Handle> add_done_callback(F fn, const char* name = "done callback") {
+        Ref<DoneCallback> h(new DoneCallbackOf<F>(std::move(fn), name));
+        if (done()) {
+            h->future = Ref<FutureBase>(this);
+            loop_->add_callback(h);
+        } else {
+            callbacks_.push_back(Entry{h, true});
+        }
+        return h;
+    }
+    // [/docs:add_done_callback]
+
+    // Forget a callback that has not been scheduled yet. Returns whether it was found.
+    bool remove_done_callback(const Ref<Handle>& h) {
+        auto it = std::find_if(callbacks_.begin(), callbacks_.end(), [&](const Entry& e) { return e.handle == h; });
+        if (it == callbacks_.end()) return false;
+        callbacks_.erase(it);
+        return true;
+    }
+
+    std::string name() const override { return "Future"; }
+
+protected:
+    ~FutureBase() override = default;
+
+    // Report an exception nobody retrieved ("... exception was never retrieved").
+    bool exception_unretrieved() const noexcept { return state_ == State::finished && exception_ && !exception_retrieved_; }
+
+    void check_pending(const char* what) const {
+        if (done())
+            throw InvalidStateError(std::string(what) + ": the future is already done (" +
+                                    (cancelled() ? "cancelled" : "it has a result or an exception") +
+                                    "); a future completes exactly once");
+    }
+    void check_done(const char* what) const {
+        if (!done())
+            throw InvalidStateError(std::string(what) +
+                                    ": the future is still pending; co_await it, or check done() first");
+    }
+    // For result(): rethrow what it failed with. Reading the exception this way counts as
+    // retrieving it.
+    void rethrow_if_failed() {
+        check_done("result()");
+        if (exception_) {
+            exception_retrieved_ = true;
+            std::rethrow_exception(exception_);
+        }
+    }
+
+    // [docs:mark_done]
+    // Done: schedule every callback. A waiting Task is itself the callback (it is a Handle),
+    // so the loop will run its next step; a user callback first learns which future it is for.
+    void mark_done(State state) {
+        state_ = state;
+        auto callbacks = std::move(callbacks_);
+        callbacks_.clear();
+        for (auto& e : callbacks) {
+            if (e.is_user_callback) static_cast<DoneCallback&>(*e.handle).future = Ref<FutureBase>(this);
+            loop_->add_callback(std::move(e.handle));
+        }
+    }
+    // [/docs:mark_done]
+
+    // A task waits on this future: `task` is scheduled when it is done.
+    void add_waiter(Ref<Handle> task) { callbacks_.push_back(Entry{std::move(task), false}); }
+    bool remove_waiter(Handle* task) {
+        auto it = std::find_if(callbacks_.begin(), callbacks_.end(), [&](const Entry& e) { return e.handle.get() == task; });
+        if (it == callbacks_.end()) return false;
+        callbacks_.erase(it);
+        return true;
+    }
+
+    State state_ = State::pending;
+    bool exception_retrieved_ = false;
+    EventLoop* loop_;
+    // The exception it finished with; for a cancelled future, the CancelledError(msg).
+    std::exception_ptr exception_;
+
+private:
+    friend class TaskBase;
+    // A plain Future never sits in the ready queue; only a Task (which overrides this) does.
+    void run() override {}
+
+    struct DoneCallback : Handle {
+        Ref<FutureBase> future;  // set when scheduled, so it lives until the callback has run
+    };
+    template <typename F>
+    struct DoneCallbackOf final : DoneCallback {
+        DoneCallbackOf(F f, const char* n) : fn(std::move(f)), name_(n) {}
+        void run() override {
+            Ref<FutureBase> fut = std::move(this->future);
+            if constexpr (std::is_invocable_v<F&, FutureBase&>)
+                fn(*fut);
+            else
+                fn();
+        }
+        std::string name() const override { return name_; }
+        F fn;
+        const char* name_;
+    };
+    struct Entry {
+        Ref<Handle> handle;
+        bool is_user_callback;
+    };
+    std::vector<Entry> callbacks_;
+};
+
+// The value part, shared by Future<T> and Task<T>. Base is FutureBase or TaskBase.
+template <typename T, typename Base>
+class BasicFuture : public Base {
+public:
+    using value_type = T;
+    using Base::Base;
+
+    // The value, or what it failed with rethrown: the exception, CancelledError if it was
+    // cancelled, InvalidStateError if it is still pending.
+    T result() {
+        this->rethrow_if_failed();
+        if constexpr (std::is_copy_constructible_v<T>)
+            return *value_;
+        else
+            return std::move(*value_);
+    }
+    void set_result(T v) {
+        this->check_pending("set_result()");
+        value_ = std::move(v);
+        this->mark_done(Base::State::finished);
+    }
+
+private:
+    std::optional<T> value_;
+};
+
+template <typename Base>
+class BasicFuture<void, Base> : public Base {
+public:
+    using value_type = void;
+    using Base::Base;
+    void result() { this->rethrow_if_failed(); }
+    void set_result() {
+        this->check_pending("set_result()");
+        this->mark_done(Base::State::finished);
+    }
+};
+
+template <typename T = void>
+class Future final : public BasicFuture<T, FutureBase> {
+public:
+    using BasicFuture<T, FutureBase>::BasicFuture;
+};
+
+// A new pending future on the running loop (asyncio's loop.create_future()).
+template <typename T = void>
+Ref<Future<T>> create_future(EventLoop& loop) {
+    return make_ref<Future<T>>(loop);
+}
+template <typename T = void>
+Ref<Future<T>> create_future() {
+    return make_ref<Future<T>>(get_running_loop());
+}
+
+// What a future's value is called when it sits in a tuple: void becomes None.
+template <typename T>
+using value_or_none_t = std::conditional_t<std::is_void_v<T>, None, T>;
+
+}  // namespace aio

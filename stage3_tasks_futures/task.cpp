@@ -1,0 +1,248 @@
+// Stage 3: Futures and Tasks. The Task's step, cancellation, names and registry (task.hpp).
+#include "stage3_tasks_futures/task.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+
+namespace aio {
+
+namespace {
+
+thread_local TaskBase* tl_current_task = nullptr;
+thread_local StepObserver* tl_step_observer = nullptr;
+std::atomic<std::uint64_t> g_task_counter{0};  // Task-1, Task-2, ... as in asyncio
+
+std::string message_of(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const CancelledError& c) {
+        return c.message();
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
+}  // namespace
+
+// all_tasks() keeps, per loop, a doubly linked list through the tasks themselves: adding
+// and removing a task is O(1) and costs no allocation, which matters with a million tasks.
+// (asyncio keeps a WeakSet; CPython 3.14 moved to a linked list like this one for speed.)
+class TaskRegistry {
+public:
+    static void add(TaskBase& t) {
+        LoopTasks& lt = of(t.get_loop());
+        t.registry_next_ = lt.head;
+        if (lt.head) lt.head->registry_prev_ = &t;
+        lt.head = &t;
+    }
+    static void remove(TaskBase& t) {
+        if (t.registry_prev_) {
+            t.registry_prev_->registry_next_ = t.registry_next_;
+        } else if (LoopTasks* lt = find(t.loop_)) {
+            if (lt->head == &t) lt->head = t.registry_next_;
+        }
+        if (t.registry_next_) t.registry_next_->registry_prev_ = t.registry_prev_;
+        t.registry_prev_ = t.registry_next_ = nullptr;
+    }
+    static std::vector<Ref<TaskBase>> live(EventLoop& loop) {
+        std::vector<Ref<TaskBase>> out;
+        if (LoopTasks* lt = find(&loop))
+            for (TaskBase* t = lt->head; t; t = t->registry_next_) out.emplace_back(t);
+        return out;
+    }
+
+private:
+    struct LoopTasks {
+        EventLoop* loop;
+        TaskBase* head = nullptr;
+    };
+    // Few loops per thread (usually one), so a short vector is the fastest map.
+    static std::vector<std::unique_ptr<LoopTasks>>& loops() {
+        thread_local std::vector<std::unique_ptr<LoopTasks>> v;
+        return v;
+    }
+    static LoopTasks* find(EventLoop* loop) {
+        for (auto& lt : loops())
+            if (lt->loop == loop) return lt.get();
+        return nullptr;
+    }
+    static LoopTasks& of(EventLoop& loop) {
+        if (LoopTasks* lt = find(&loop)) return *lt;
+        loops().push_back(std::make_unique<LoopTasks>(LoopTasks{&loop}));
+        // When the loop closes, its unfinished tasks can never run again: report them and
+        // free their coroutines (which also breaks the task <-> future reference cycles a
+        // suspended coroutine makes), and forget the loop.
+        loop.add_close_callback([&loop] { close_loop(loop); });
+        return *loops().back();
+    }
+    static void close_loop(EventLoop& loop) {
+        for (Ref<TaskBase>& t : live(loop)) t->detach_from_closing_loop();
+        auto& v = loops();
+        v.erase(std::remove_if(v.begin(), v.end(), [&](auto& lt) { return lt->loop == &loop; }), v.end());
+    }
+};
+
+TaskBase::TaskBase(EventLoop& loop, CoroutinePromiseBase* root, std::string name)
+    : FutureBase(loop), root_(root), resume_at_(root), id_(++g_task_counter), name_(std::move(name)) {
+    TaskRegistry::add(*this);
+}
+
+TaskBase::~TaskBase() {
+    if (!done())
+        report("Task was destroyed but it is pending!", nullptr);
+    else if (exception_unretrieved())
+        report("Task exception was never retrieved", exception_);
+    destroy_coroutine();
+    if (loop_) TaskRegistry::remove(*this);
+}
+
+void TaskBase::report(const std::string& what, std::exception_ptr e) const {
+    ExceptionContext context{what + " (task " + get_name() + ")", e};
+    if (loop_) {
+        loop_->call_exception_handler(context);
+        return;
+    }
+    // The loop is gone: there is nobody else to tell.
+    std::fprintf(stderr, "%s%s%s\n", context.message.c_str(), e ? ": " : "", e ? message_of(e).c_str() : "");
+}
+
+void TaskBase::detach_from_closing_loop() {
+    if (!done()) {
+        report("Task was destroyed but it is pending!", nullptr);
+        destroy_coroutine();
+        fut_waiter_ = nullptr;
+        callbacks_.clear();
+        exception_ = std::make_exception_ptr(CancelledError("the event loop was closed"));
+        state_ = State::cancelled;
+    }
+    TaskRegistry::remove(*this);
+    loop_ = nullptr;
+}
+
+std::string TaskBase::get_name() const { return name_.empty() ? "Task-" + std::to_string(id_) : name_; }
+
+TaskBase* TaskBase::current() noexcept { return tl_current_task; }
+
+void set_step_observer(StepObserver* observer) noexcept { tl_step_observer = observer; }
+
+void TaskBase::destroy_coroutine() noexcept {
+    if (root_) std::exchange(root_, nullptr)->handle.destroy();
+    resume_at_ = nullptr;
+}
+
+// [docs:cancel]
+bool TaskBase::cancel(std::string msg) {
+    if (done()) return false;
+    // Waiting on a future: cancel that, and the wakeup it causes raises CancelledError at
+    // the await. (If the future is a gather, this cancels its children too.)
+    if (fut_waiter_ && fut_waiter_->cancel(msg)) return true;
+    // Not waiting on anything (not started, or already scheduled to run): raise it at the
+    // next step instead.
+    cancel_requested_ = std::make_exception_ptr(CancelledError(std::move(msg)));
+    return true;
+}
+// [/docs:cancel]
+
+void TaskBase::wait_on(FutureBase& fut, CoroutinePromiseBase& at) {
+    if (&fut == this) throw RuntimeError("Task " + get_name() + " cannot await itself: that would wait for ever");
+    if (fut.loop_ != loop_) throw RuntimeError("Task " + get_name() + " awaits a future of another event loop");
+    resume_at_ = &at;
+    fut_waiter_ = Ref<FutureBase>(&fut);
+    fut.add_waiter(Ref<Handle>(this));
+    // Cancelled while it was running (by itself, say): deliver it through this future.
+    if (cancel_requested_ && fut.cancel(message_of(cancel_requested_))) cancel_requested_ = nullptr;
+}
+
+void TaskBase::yield_at(CoroutinePromiseBase& at) {
+    resume_at_ = &at;
+    loop_->add_callback(Ref<Handle>(this));
+}
+
+void TaskBase::throw_if_cancel_requested() {
+    if (cancel_requested_) std::rethrow_exception(std::exchange(cancel_requested_, nullptr));
+}
+
+// [docs:step]
+// asyncio's Task.__step: resume the coroutine where it stopped and run it until it waits
+// again or returns.
+void TaskBase::run() {
+    if (done()) return;  // a wakeup after the task finished: nothing to do
+    fut_waiter_ = nullptr;
+    if (!started_ && cancel_requested_) {  // cancelled before its first step: never runs
+        exception_ = std::exchange(cancel_requested_, nullptr);
+        destroy_coroutine();
+        mark_done(State::cancelled);
+        return;
+    }
+    started_ = true;
+    TaskBase* outer = std::exchange(tl_current_task, this);
+    if (tl_step_observer) tl_step_observer->step_begin(*this);
+    CoroutinePromiseBase* p = std::exchange(resume_at_, nullptr);
+    for (;;) {
+        p->handle.resume();
+        if (resume_at_) break;              // it awaits something; the awaiter said where to resume
+        if (!p->handle.done()) break;       // suspended on an awaitable that is not ours (see below)
+        if (!p->continuation) break;        // the task's own coroutine returned
+        p = p->continuation;                // a coroutine returned: resume the one awaiting it
+    }
+    if (tl_step_observer) tl_step_observer->step_end(*this);
+    tl_current_task = outer;
+    if (!resume_at_) finish(p);
+}
+// [/docs:step]
+
+void TaskBase::finish(CoroutinePromiseBase* last) {
+    if (!last->handle.done()) {
+        // Only Futures, Tasks, Coroutines and yield_now may be awaited in a task: something
+        // else suspended the coroutine without telling the task how to resume it.
+        destroy_coroutine();
+        set_exception(std::make_exception_ptr(RuntimeError(
+            "Task " + get_name() + " suspended on an awaitable that is not a Future, Task or Coroutine; wrap it in a Future")));
+        return;
+    }
+    std::exception_ptr e = root_->exception;
+    if (!e) {
+        take_result(*root_);
+        destroy_coroutine();
+        return;
+    }
+    destroy_coroutine();
+    try {
+        std::rethrow_exception(e);
+    } catch (const CancelledError&) {  // the coroutine let the cancellation through
+        exception_ = e;
+        mark_done(State::cancelled);
+        return;
+    } catch (...) {
+    }
+    set_exception(e);
+}
+
+std::vector<std::string> TaskBase::get_stack() const {
+    std::vector<std::string> chain;
+    for (const CoroutinePromiseBase* p = resume_at_; p; p = p->continuation) chain.emplace_back(p->function_name);
+    std::reverse(chain.begin(), chain.end());
+    return chain;
+}
+
+void TaskBase::print_stack(std::ostream& out) const {
+    auto chain = get_stack();
+    out << "Stack for task " << get_name() << (done() ? " (done)" : started_ ? " (suspended)" : " (not started)")
+        << ":\n";
+    for (std::size_t i = 0; i < chain.size(); ++i)
+        out << "  " << std::string(2 * i, ' ') << (i ? "awaits " : "") << chain[i] << "()\n";
+    if (fut_waiter_) out << "  " << std::string(2 * chain.size(), ' ') << "awaits a " << fut_waiter_->name() << "\n";
+}
+
+std::vector<Ref<TaskBase>> all_tasks(EventLoop& loop) {
+    auto tasks = TaskRegistry::live(loop);
+    std::erase_if(tasks, [](const Ref<TaskBase>& t) { return t->done(); });
+    return tasks;
+}
+
+std::vector<Ref<TaskBase>> all_tasks() { return all_tasks(get_running_loop()); }
+
+}  // namespace aio

@@ -1,0 +1,200 @@
+// Stage 3: Futures and Tasks. A Task is a Future that drives a coroutine.
+//
+// Adds:    TaskBase and Task<T>; create_task(coro, name); current_task(); all_tasks();
+//          `co_await` on a Future or Task (suspend until it is done); and sleep(0)'s
+//          "give the other tasks one pass" (yield_now).
+// Mirrors: Task in Lib/asyncio/tasks.py (__step, __wakeup, cancel, get_name/set_name,
+//          print_stack), current_task and all_tasks in the same file.
+//
+// The step/wakeup cycle. A task's step (run(), asyncio's __step) resumes its coroutine,
+// which runs until it awaits a Future that is not done yet. The awaiter then tells the task
+// "resume me here when that future is done" (wait_on) and registers the task as one of the
+// future's callbacks; the coroutine suspends and the step returns to the loop. When the
+// future completes, it puts the task back in the ready queue, and the next step resumes the
+// coroutine exactly where it stopped. The loop never knows any of this: it runs Handles.
+//
+//      create_task ──► ready queue ──► run(): resume the coroutine
+//                          ▲                     │ co_await pending future
+//                          │                     ▼
+//           future done: add_callback(task)   wait_on(future): task becomes a callback
+//
+// Cancellation is a request: cancel() cancels the future the task waits on (so its await
+// raises CancelledError), or, if it waits on nothing, marks the task so the next step
+// raises CancelledError at the await point instead of resuming normally.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <ostream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "stage3_tasks_futures/coroutine.hpp"
+#include "stage3_tasks_futures/future.hpp"
+
+namespace aio {
+
+// Told about every task step on this thread while installed (the timeline uses it).
+class StepObserver {
+public:
+    virtual void step_begin(TaskBase& task) = 0;
+    virtual void step_end(TaskBase& task) = 0;
+
+protected:
+    ~StepObserver() = default;
+};
+// Install (or, with nullptr, remove) the observer for this thread.
+void set_step_observer(StepObserver* observer) noexcept;
+
+class TaskBase : public FutureBase {
+public:
+    TaskBase(EventLoop& loop, CoroutinePromiseBase* root, std::string name);
+    ~TaskBase() override;
+
+    // Request cancellation; see the top of this file. Returns false if the task is done.
+    bool cancel(std::string msg = {}) override;
+
+    // "Task-N" unless set_name() or create_task(coro, name) chose another.
+    std::string get_name() const;
+    void set_name(std::string name) { name_ = std::move(name); }
+    std::string name() const override { return get_name(); }
+
+    // The chain of coroutines a suspended task is suspended in, outermost first: the answer
+    // to "where is this task stuck?" (asyncio's Task.print_stack / get_stack).
+    std::vector<std::string> get_stack() const;
+    void print_stack(std::ostream& out) const;
+
+    // The task currently running a step on this thread, or nullptr.
+    static TaskBase* current() noexcept;
+
+    // Used by awaiters: resume the coroutine whose promise is `at` once `fut` is done.
+    void wait_on(FutureBase& fut, CoroutinePromiseBase& at);
+    // Used by yield_now: resume `at` on the next pass.
+    void yield_at(CoroutinePromiseBase& at);
+    // Used by awaiters when they resume: raise a cancellation requested while the task
+    // was not waiting on a future.
+    void throw_if_cancel_requested();
+
+protected:
+    // Move the finished root coroutine's return value into the future (typed, in Task<T>).
+    virtual void take_result(CoroutinePromiseBase& root) = 0;
+
+private:
+    friend class TaskRegistry;
+    void run() override;  // the step
+    void finish(CoroutinePromiseBase* last);
+    void destroy_coroutine() noexcept;
+    void detach_from_closing_loop();
+    void report(const std::string& what, std::exception_ptr e) const;
+
+    CoroutinePromiseBase* root_;                   // the coroutine the task runs (owned)
+    CoroutinePromiseBase* resume_at_ = nullptr;    // where the next step resumes
+    Ref<FutureBase> fut_waiter_;                   // the future it waits on, if any
+    std::exception_ptr cancel_requested_;          // CancelledError to raise at the next step
+    bool started_ = false;
+    std::uint64_t id_;
+    std::string name_;                             // empty: "Task-<id>"
+    TaskBase* registry_prev_ = nullptr;            // all_tasks(): a list per loop
+    TaskBase* registry_next_ = nullptr;
+};
+
+template <typename T = void>
+class Task final : public BasicFuture<T, TaskBase> {
+public:
+    Task(EventLoop& loop, Coroutine<T> coro, std::string name)
+        : BasicFuture<T, TaskBase>(loop, &coro.release("create_task").promise(), std::move(name)) {}
+
+private:
+    void take_result(CoroutinePromiseBase& root) override {
+        auto& p = static_cast<CoroutinePromise<T>&>(root);
+        if constexpr (std::is_void_v<T>) {
+            this->set_result();
+        } else {
+            this->set_result(p.take_result());
+        }
+    }
+};
+
+// [docs:create_task]
+// Wrap a coroutine in a Task on `loop` and schedule its first step (with call_soon: the
+// task starts on a later pass, not inside create_task).
+template <typename T>
+Ref<Task<T>> create_task(EventLoop& loop, Coroutine<T> coro, std::string name = {}) {
+    Ref<Task<T>> task(new Task<T>(loop, std::move(coro), std::move(name)));
+    loop.add_callback(task);
+    return task;
+}
+// [/docs:create_task]
+
+// asyncio.create_task(coro, name=...): on the running loop.
+template <typename T>
+Ref<Task<T>> create_task(Coroutine<T> coro, std::string name = {}) {
+    return create_task(get_running_loop(), std::move(coro), std::move(name));
+}
+
+// The hooks stage 2's loop finds by argument-dependent lookup: loop.create_task(coro) and
+// loop.run_until_complete(coro | task | future).
+template <typename T>
+Ref<Task<T>> task_factory(EventLoop& loop, Coroutine<T> coro) {
+    return create_task(loop, std::move(coro));
+}
+template <typename T>
+Ref<Task<T>> ensure_future(EventLoop& loop, Coroutine<T> coro) {
+    return create_task(loop, std::move(coro));
+}
+template <typename F>
+    requires std::is_base_of_v<FutureBase, F>
+Ref<F> ensure_future(EventLoop&, Ref<F> future) {
+    return future;
+}
+
+// asyncio.current_task(): the task running now, or null outside any task.
+inline Ref<TaskBase> current_task() { return Ref<TaskBase>(TaskBase::current()); }
+// asyncio.all_tasks(): the unfinished tasks of the running loop (or of `loop`).
+std::vector<Ref<TaskBase>> all_tasks();
+std::vector<Ref<TaskBase>> all_tasks(EventLoop& loop);
+
+// [docs:await_future]
+// `co_await fut` for a Future or a Task: if it is done, no suspension at all, and the
+// await evaluates to its result (or throws). Otherwise the current task waits on it.
+template <typename F>
+struct FutureAwaiter {
+    Ref<F> fut;
+    TaskBase* task = nullptr;
+    bool await_ready() const noexcept { return fut->done(); }
+    template <typename Promise>
+    void await_suspend(std::coroutine_handle<Promise> h) {
+        task = TaskBase::current();
+        if (!task) throw RuntimeError("co_await on a pending future outside a task: run the coroutine with run() or create_task()");
+        task->wait_on(*fut, h.promise());
+    }
+    decltype(auto) await_resume() {
+        if (task) task->throw_if_cancel_requested();
+        return fut->result();
+    }
+};
+template <typename F>
+    requires std::is_base_of_v<FutureBase, F>
+FutureAwaiter<F> operator co_await(Ref<F> fut) {
+    return FutureAwaiter<F>{std::move(fut)};
+}
+// [/docs:await_future]
+
+// `co_await yield_now();` lets every other ready task run one step first: sleep(0).
+struct YieldNow {
+    TaskBase* task = nullptr;
+    bool await_ready() const noexcept { return false; }
+    template <typename Promise>
+    void await_suspend(std::coroutine_handle<Promise> h) {
+        task = TaskBase::current();
+        if (!task) throw RuntimeError("sleep(0)/yield_now outside a task: run the coroutine with run() or create_task()");
+        task->yield_at(h.promise());
+    }
+    void await_resume() const { task->throw_if_cancel_requested(); }
+};
+inline YieldNow yield_now() { return {}; }
+
+}  // namespace aio
