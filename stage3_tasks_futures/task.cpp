@@ -11,7 +11,7 @@ namespace {
 
 thread_local TaskBase* tl_current_task = nullptr;
 thread_local StepObserver* tl_step_observer = nullptr;
-std::atomic<std::uint64_t> g_task_counter{0};  // Task-1, Task-2, ... as in asyncio
+std::atomic<std::uint32_t> g_task_counter{0};  // Task-1, Task-2, ... as in asyncio
 
 std::string message_of(const std::exception_ptr& e) {
     try {
@@ -86,7 +86,8 @@ private:
 };
 
 TaskBase::TaskBase(EventLoop& loop, CoroutinePromiseBase* root, std::string name)
-    : FutureBase(loop), root_(root), resume_at_(root), id_(++g_task_counter), name_(std::move(name)) {
+    : FutureBase(loop), root_(root), resume_at_(root), id_(++g_task_counter) {
+    if (!name.empty()) set_name(std::move(name));
     TaskRegistry::add(*this);
 }
 
@@ -114,7 +115,7 @@ void TaskBase::detach_from_closing_loop() {
         report("Task was destroyed but it is pending!", nullptr);
         destroy_coroutine();
         fut_waiter_ = nullptr;
-        callbacks_.clear();
+        clear_callbacks();
         exception_ = std::make_exception_ptr(CancelledError("the event loop was closed"));
         state_ = State::cancelled;
     }
@@ -122,7 +123,7 @@ void TaskBase::detach_from_closing_loop() {
     loop_ = nullptr;
 }
 
-std::string TaskBase::get_name() const { return name_.empty() ? "Task-" + std::to_string(id_) : name_; }
+std::string TaskBase::get_name() const { return name_ ? *name_ : "Task-" + std::to_string(id_); }
 
 TaskBase* TaskBase::current() noexcept { return tl_current_task; }
 
@@ -141,7 +142,7 @@ bool TaskBase::cancel(std::string msg) {
     if (fut_waiter_ && fut_waiter_->cancel(msg)) return true;
     // Not waiting on anything (not started, or already scheduled to run): raise it at the
     // next step instead.
-    cancel_requested_ = std::make_exception_ptr(CancelledError(std::move(msg)));
+    exception_ = std::make_exception_ptr(CancelledError(std::move(msg)));  // see cancel_requested()
     return true;
 }
 // [/docs:cancel]
@@ -153,7 +154,7 @@ void TaskBase::wait_on(FutureBase& fut, CoroutinePromiseBase& at) {
     fut_waiter_ = Ref<FutureBase>(&fut);
     fut.add_waiter(Ref<Handle>(this));
     // Cancelled while it was running (by itself, say): deliver it through this future.
-    if (cancel_requested_ && fut.cancel(message_of(cancel_requested_))) cancel_requested_ = nullptr;
+    if (cancel_requested() && fut.cancel(message_of(exception_))) take_cancel_request();
 }
 
 void TaskBase::yield_at(CoroutinePromiseBase& at) {
@@ -162,7 +163,7 @@ void TaskBase::yield_at(CoroutinePromiseBase& at) {
 }
 
 void TaskBase::throw_if_cancel_requested() {
-    if (cancel_requested_) std::rethrow_exception(std::exchange(cancel_requested_, nullptr));
+    if (cancel_requested()) std::rethrow_exception(take_cancel_request());
 }
 
 // [docs:step]
@@ -171,8 +172,7 @@ void TaskBase::throw_if_cancel_requested() {
 void TaskBase::run() {
     if (done()) return;  // a wakeup after the task finished: nothing to do
     fut_waiter_ = nullptr;
-    if (!started_ && cancel_requested_) {  // cancelled before its first step: never runs
-        exception_ = std::exchange(cancel_requested_, nullptr);
+    if (!started_ && cancel_requested()) {  // cancelled before its first step: never runs
         destroy_coroutine();
         mark_done(State::cancelled);
         return;
@@ -205,6 +205,7 @@ void TaskBase::finish(CoroutinePromiseBase* last) {
     }
     std::exception_ptr e = root_->exception;
     if (!e) {
+        take_cancel_request();  // a cancellation it never reached (or swallowed) is void now
         take_result(*root_);
         destroy_coroutine();
         return;

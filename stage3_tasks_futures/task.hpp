@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -59,7 +60,7 @@ public:
 
     // "Task-N" unless set_name() or create_task(coro, name) chose another.
     std::string get_name() const;
-    void set_name(std::string name) { name_ = std::move(name); }
+    void set_name(std::string name) { name_ = std::make_unique<std::string>(std::move(name)); }
     std::string name() const override { return get_name(); }
 
     // The chain of coroutines a suspended task is suspended in, outermost first: the answer
@@ -89,14 +90,17 @@ private:
     void destroy_coroutine() noexcept;
     void detach_from_closing_loop();
     void report(const std::string& what, std::exception_ptr e) const;
+    bool cancel_requested() const noexcept { return !done() && exception_; }
+    std::exception_ptr take_cancel_request() noexcept { return std::exchange(exception_, nullptr); }
 
     CoroutinePromiseBase* root_;                   // the coroutine the task runs (owned)
     CoroutinePromiseBase* resume_at_ = nullptr;    // where the next step resumes
     Ref<FutureBase> fut_waiter_;                   // the future it waits on, if any
-    std::exception_ptr cancel_requested_;          // CancelledError to raise at the next step
+    // A cancellation not yet delivered lives in FutureBase::exception_, which a pending task
+    // does not otherwise use (one pointer less in every task; see cancel_requested()).
+    std::uint32_t id_;                             // Task-<id>; 32 bits, it wraps after 4 billion
     bool started_ = false;
-    std::uint64_t id_;
-    std::string name_;                             // empty: "Task-<id>"
+    std::unique_ptr<std::string> name_;            // only if set: most tasks keep "Task-<id>"
     TaskBase* registry_prev_ = nullptr;            // all_tasks(): a list per loop
     TaskBase* registry_next_ = nullptr;
 };

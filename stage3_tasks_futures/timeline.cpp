@@ -1,0 +1,383 @@
+// Stage 3: Futures and Tasks. Recording task steps, and drawing them (timeline.hpp).
+#include "stage3_tasks_futures/timeline.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <string_view>
+#include <utility>
+
+namespace aio {
+
+namespace {
+
+// The observer the innermost Recording on this thread installed, so that the next one out
+// can put it back (set_step_observer() is write-only).
+thread_local StepObserver* tl_recording_observer = nullptr;
+
+constexpr std::size_t kMaxGanttRows = 50;   // a million tasks would be a million lines
+constexpr std::size_t kMaxLabelWidth = 24;  // longer task names are cut in the chart
+constexpr int kTickEvery = 10;              // a '+' on the time axis every 10 columns
+
+// Locale-independent fixed-point formatting: a trace written under a German locale must
+// still say 1.5, not 1,5, or it is not JSON.
+std::string fixed(double value, int decimals) {
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::fixed, decimals);
+    return ec == std::errc() ? std::string(buf, end) : std::string("?");
+}
+
+// "52.1 us", "3.20 ms", "1.50 s": three significant digits in a unit that suits the value.
+std::string human_duration(double seconds) {
+    const char* unit = seconds >= 1.0 ? " s" : seconds >= 1e-3 ? " ms" : " us";
+    const double v = seconds * (seconds >= 1.0 ? 1.0 : seconds >= 1e-3 ? 1e3 : 1e6);
+    return fixed(v, v < 10 ? 2 : v < 100 ? 1 : 0) + unit;
+}
+
+// The length of the valid UTF-8 sequence starting at s[i], or 0 if it is not one (a stray
+// continuation byte, a truncated sequence, an overlong form, a surrogate, or > U+10FFFF).
+// The second byte's range is what rules out the last three, as in the Unicode standard's
+// table of well-formed byte sequences.
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;  // below: overlong
+        if (c == 0xED) hi = 0x9F;  // above: UTF-16 surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;  // below: overlong
+        if (c == 0xF4) hi = 0x8F;  // above: beyond U+10FFFF
+    } else {
+        return 0;
+    }
+    if (i + n > s.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k) {
+        const auto b = static_cast<unsigned char>(s[i + k]);
+        if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return 0;
+    }
+    return n;
+}
+
+// s as a JSON string literal. A task name is any std::string, so this must handle all of
+// them: '"' and '\' are escaped, control characters become \n, \t, ... or \u00XX, and bytes
+// that are not valid UTF-8 become U+FFFD, because JSON text must be Unicode and a strict
+// parser rejects the whole file over one bad byte.
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    out += '"';
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x80) {
+            const std::size_t n = utf8_length(s, i);
+            if (n) {
+                out.append(s, i, n);
+                i += n;
+            } else {
+                out += "\\ufffd";
+                ++i;
+            }
+            continue;
+        }
+        ++i;
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default:
+                if (c < 0x20) {
+                    out += "\\u00";
+                    out += kHex[c >> 4];
+                    out += kHex[c & 0xF];
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    out += '"';
+}
+
+// A task name as a chart label: control characters would break the row, so they show as
+// '?', and a long name is cut (at a character boundary, not inside a UTF-8 sequence).
+std::string label_of(const std::string& name) {
+    std::string label = name;
+    for (char& ch : label)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7F) ch = '?';
+    if (label.size() > kMaxLabelWidth) {
+        std::size_t cut = kMaxLabelWidth - 1;
+        while (cut > 0 && (static_cast<unsigned char>(label[cut]) & 0xC0) == 0x80) --cut;
+        label.resize(cut);
+        label += '~';
+    }
+    return label;
+}
+
+// The width a terminal gives a label: count characters, not the bytes of UTF-8 sequences.
+std::size_t display_width(const std::string& s) {
+    return static_cast<std::size_t>(
+        std::count_if(s.begin(), s.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; }));
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------ recording
+
+Timeline::Recording::Recording(Timeline& timeline)
+    : timeline_(timeline), previous_(std::exchange(tl_recording_observer, &timeline)) {
+    set_step_observer(&timeline_);
+    // Made inside a step, which began before we were watching: to the observers, the step
+    // ends here for the one going out and begins here for the one coming in. (So a task can
+    // record a part of its own work; the destructor hands the step back the same way.)
+    if (TaskBase* task = TaskBase::current(); task && previous_ != &timeline_) {
+        if (previous_) previous_->step_end(*task);
+        timeline_.step_begin(*task);
+    }
+}
+
+Timeline::Recording::~Recording() {
+    if (TaskBase* task = TaskBase::current(); task && previous_ != &timeline_) {
+        timeline_.step_end(*task);
+        if (previous_) previous_->step_begin(*task);
+    }
+    set_step_observer(previous_);
+    tl_recording_observer = previous_;
+}
+
+// [docs:timeline_step]
+// The clock is read last in step_begin and first in step_end, so that the bookkeeping
+// around it is not charged to the task.
+void Timeline::step_begin(TaskBase& task) {
+    open_ = slices_.size();
+    slices_.push_back(Slice{row_for(task), 0, 0});  // may grow the vector: not the task's time
+    Slice& s = slices_.back();
+    s.start = s.end = task.get_loop().time();
+}
+
+// Steps never nest (a step cannot run an event loop), so the step ending is the one open.
+// None is open if clear() forgot it: then there is nothing to close.
+void Timeline::step_end(TaskBase& task) {
+    const double now = task.get_loop().time();
+    if (open_ == kNoSlice) return;
+    slices_[open_].end = now;
+    open_ = kNoSlice;
+}
+// [/docs:timeline_step]
+
+// [docs:timeline_row]
+// Which row a task's step belongs to. Keyed by the task's address, because that is cheap to
+// look up; but an address is not an identity: when a task is freed, the next task allocated
+// may get the same memory, and it must not be drawn in the dead task's row (the same trap as
+// a handle whose memory is reused cancelling the wrong task). A task does not tell an
+// observer when it finishes, and holding a reference to find out would change when tasks are
+// freed (and when their lost exceptions are reported), which an observer must not do.
+// So each step also compares the task's name with the one the row was opened with: a new
+// task has a new default name (Task-N counts up), so a mismatch means a new row. That costs
+// a short string per step (measured: less than either of the step's two clock reads), and
+// formats nothing else. Two consequences, both harmless and both worth knowing: two tasks
+// with the same custom name that follow each other at one address share a row (their slices
+// never overlap, and its label is right for both), and a task renamed with set_name() while
+// recording continues on a new row under its new name.
+std::uint32_t Timeline::row_for(const TaskBase& task) {
+    std::string name = task.get_name();
+    auto [it, inserted] = row_of_.try_emplace(&task, 0);
+    if (!inserted && names_[it->second] == name) return it->second;
+    it->second = static_cast<std::uint32_t>(names_.size());
+    names_.push_back(std::move(name));
+    return it->second;
+}
+// [/docs:timeline_row]
+
+double Timeline::duration() const noexcept {
+    if (slices_.empty()) return 0;
+    double end = slices_.back().end;
+    for (const Slice& s : slices_) end = std::max(end, s.end);
+    return end - slices_.front().start;
+}
+
+void Timeline::clear() noexcept {
+    names_.clear();
+    slices_.clear();
+    row_of_.clear();
+    open_ = kNoSlice;
+}
+
+void Timeline::merge(const Timeline& other) {
+    // Sizes first and indices, not iterators: other may be *this.
+    const auto offset = static_cast<std::uint32_t>(names_.size());
+    const std::size_t their_names = other.names_.size(), their_slices = other.slices_.size();
+    const std::size_t mine = slices_.size();
+    names_.reserve(names_.size() + their_names);
+    for (std::size_t i = 0; i < their_names; ++i) names_.push_back(other.names_[i]);
+    slices_.reserve(mine + their_slices);
+    for (std::size_t i = 0; i < their_slices; ++i) {
+        const Slice s = other.slices_[i];
+        slices_.push_back(Slice{s.task + offset, s.start, s.end});
+    }
+    // Both halves are in time order; keep the whole so (usually a no-op: other came later).
+    // The step being recorded, if any, may move: find it again afterwards. It is the last of
+    // this timeline's own slices, and the merge is stable, so it is the last match.
+    const Slice open = open_ == kNoSlice ? Slice{} : slices_[open_];
+    auto by_start = [](const Slice& a, const Slice& b) { return a.start < b.start; };
+    std::inplace_merge(slices_.begin(), slices_.begin() + static_cast<std::ptrdiff_t>(mine), slices_.end(), by_start);
+    if (open_ != kNoSlice) {
+        open_ = slices_.size();
+        do --open_;
+        while (slices_[open_].task != open.task || slices_[open_].start != open.start);
+    }
+}
+
+// ---------------------------------------------------------------------------- Gantt chart
+
+// [docs:gantt]
+// Each column is a bucket of duration()/width seconds. A column is '#' if any step of the
+// task touched its bucket: steps are usually microseconds long and buckets milliseconds, so
+// a rule like "ran for most of the bucket" would draw nothing at all.
+std::string Timeline::gantt(int width) const {
+    if (slices_.empty()) return "Timeline: no task steps were recorded.\n";
+    const std::size_t columns = static_cast<std::size_t>(std::max(width, 10));
+    const double t0 = slices_.front().start;
+    const double total = duration();
+    const double per_column = total / static_cast<double>(columns);
+    auto column_of = [&](double t) -> std::size_t {
+        if (per_column <= 0) return 0;  // everything happened in one instant
+        const double c = std::floor((t - t0) / per_column);
+        return static_cast<std::size_t>(std::clamp(c, 0.0, static_cast<double>(columns - 1)));
+    };
+
+    std::vector<std::string> bars(names_.size(), std::string(columns, '.'));
+    std::vector<std::size_t> steps(names_.size(), 0);
+    std::vector<double> ran(names_.size(), 0.0);
+    double ran_total = 0;
+    for (const Slice& s : slices_) {
+        std::string& bar = bars[s.task];
+        for (std::size_t c = column_of(s.start), last = column_of(s.end); c <= last; ++c) bar[c] = '#';
+        ++steps[s.task];
+        ran[s.task] += s.end - s.start;
+        ran_total += s.end - s.start;
+    }
+    // [/docs:gantt]
+
+    const std::size_t shown = std::min(names_.size(), kMaxGanttRows);
+    std::vector<std::string> labels;
+    std::size_t label_width = 4;
+    for (std::size_t r = 0; r < shown; ++r) {
+        labels.push_back(label_of(names_[r]));
+        label_width = std::max(label_width, display_width(labels.back()));
+    }
+    const std::string indent(label_width + 1, ' ');
+
+    std::string out;
+    out += "Timeline: " + std::to_string(names_.size()) + (names_.size() == 1 ? " task, " : " tasks, ") +
+           std::to_string(slices_.size()) + (slices_.size() == 1 ? " step" : " steps") + " in " +
+           human_duration(total) + "; task code ran for " + human_duration(ran_total);
+    if (total > 0) {
+        const double percent = 100.0 * ran_total / total;  // often tiny: show it as 0.03%, not 0.0%
+        out += " of it (" + fixed(percent, percent < 1 ? 2 : 1) + "%), the rest was waiting";
+    }
+    out += "\n";
+
+    // The time axis: "0" above the opening '|' of the rows, the total above the closing one.
+    const std::string end_label = human_duration(total);
+    std::string axis = indent + "0";
+    const std::size_t axis_end = indent.size() + columns + 2;  // one past the closing '|'
+    axis += std::string(std::max<std::size_t>(axis_end - axis.size(), end_label.size() + 1) - end_label.size(), ' ');
+    out += axis + end_label + "\n";
+    std::string ruler = "+" + std::string(columns, '-') + "+";
+    // ruler[c] is column c - 1: a tick ends each group of 10 columns, so the groups look even.
+    for (std::size_t c = kTickEvery; c < columns; c += kTickEvery) ruler[c] = '+';
+    out += indent + ruler + "\n";
+
+    for (std::size_t r = 0; r < shown; ++r) {
+        out += labels[r] + std::string(label_width - display_width(labels[r]) + 1, ' ');
+        out += "|" + bars[r] + "|  " + std::to_string(steps[r]) + (steps[r] == 1 ? " step, " : " steps, ") +
+               human_duration(ran[r]) + "\n";
+    }
+    if (shown < names_.size())
+        out += indent + "... and " + std::to_string(names_.size() - shown) +
+               " more tasks (write_chrome_trace() shows every task)\n";
+
+    out +=
+        "Legend: '#' the task ran during that column (a step of any length marks its whole column),"
+        " '.' it did not.\n        1 column = " +
+        human_duration(per_column) + ", '+' every " + std::to_string(kTickEvery) +
+        " columns = " + human_duration(per_column * kTickEvery) + "; time 0 is the first recorded step.\n";
+    return out;
+}
+
+// --------------------------------------------------------------------------- Chrome trace
+
+// [docs:chrome_trace]
+// The Trace Event Format (the "JSON Object Format" of Google's spec, which Perfetto and
+// chrome://tracing both read). Every step ran on the loop's one thread, but each task gets
+// a "tid" of its own: trace viewers draw one row per thread, and one row per task is what
+// shows the interleaving. One event per line, so that the file also reads well in an editor.
+void Timeline::write_chrome_trace(std::ostream& out) const {
+    const double t0 = slices_.empty() ? 0.0 : slices_.front().start;
+    auto micros = [&](double seconds) { return fixed(seconds * 1e6, 3); };  // ns precision
+    std::string line;
+    bool first = true;
+    auto emit = [&] {
+        out << (first ? "\n" : ",\n") << line;
+        first = false;
+        line.clear();
+    };
+
+    out << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[";
+    line = R"({"name":"process_name","ph":"M","pid":1,"tid":0,"args":{"name":"aio event loop: one row per task"}})";
+    emit();
+    for (std::size_t r = 0; r < names_.size(); ++r) {
+        const std::string tid = std::to_string(r + 1);
+        line = R"({"name":"thread_name","ph":"M","pid":1,"tid":)" + tid + R"(,"args":{"name":)";
+        append_json_string(line, names_[r]);
+        line += "}}";
+        emit();
+        // Viewers may order rows their own way (by name, say): keep them in order of first step.
+        line =
+            R"({"name":"thread_sort_index","ph":"M","pid":1,"tid":)" + tid + R"(,"args":{"sort_index":)" + tid + "}}";
+        emit();
+    }
+    std::vector<std::size_t> step_number(names_.size(), 0);
+    for (const Slice& s : slices_) {
+        line = R"({"name":)";
+        append_json_string(line, names_[s.task]);
+        line += R"(,"cat":"task step","ph":"X","ts":)" + micros(s.start - t0) + R"(,"dur":)" + micros(s.end - s.start) +
+                R"(,"pid":1,"tid":)" + std::to_string(s.task + 1) + R"(,"args":{"step":)" +
+                std::to_string(++step_number[s.task]) + "}}";
+        emit();
+    }
+    out << "\n]}\n";
+}
+// [/docs:chrome_trace]
+
+bool Timeline::write_chrome_trace(const std::string& path) const {
+    std::ofstream file(path, std::ios::binary | std::ios::trunc);
+    if (!file) return false;
+    write_chrome_trace(file);
+    file.flush();
+    return static_cast<bool>(file);  // a full disk shows up here, not at open
+}
+
+}  // namespace aio

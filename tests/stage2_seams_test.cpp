@@ -1,0 +1,277 @@
+// Stage 2 tests: the three seams stage 3 builds on. add_callback() queues a Handle that
+// already exists (a Task waits in the ready queue as itself); add_close_callback() lets what
+// belongs to a loop clean up while the loop can still schedule and cancel; and
+// Handle::cancel() calls on_cancel() exactly once, so a timer cancelled twice is counted once
+// by the heap's clean-up rule.
+#include <catch2/catch.hpp>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stage2_custom_loop/event_loop.hpp"
+
+namespace {
+
+using Log = std::vector<std::string>;
+
+void one_pass(aio::EventLoop& loop) {
+    loop.stop();
+    loop.run_forever();
+}
+
+// A Handle of our own, the way stage 3's Task is one: it logs when the loop runs it and
+// counts its on_cancel() calls.
+class LoggingHandle final : public aio::Handle {
+public:
+    LoggingHandle(Log* log, std::string label) : log_(log), label_(std::move(label)) {}
+    std::string name() const override { return "LoggingHandle " + label_; }
+    void run() override { log_->push_back(label_); }
+    int on_cancel_calls = 0;
+
+protected:
+    void on_cancel() override { ++on_cancel_calls; }
+
+private:
+    Log* log_;
+    std::string label_;
+};
+
+}  // namespace
+
+// ----------------------------------------------------------------------- add_callback
+
+TEST_CASE("add_callback schedules an existing handle for the next pass, FIFO with call_soon", "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    auto h = aio::make_ref<LoggingHandle>(&log, "handle");
+    loop.call_soon([&] { log.push_back("soon 1"); });
+    loop.add_callback(h);
+    loop.call_soon([&] { log.push_back("soon 2"); });
+    REQUIRE(log.empty());  // not run inline
+    REQUIRE(loop.ready_count() == 3);
+    REQUIRE(h->ref_count() == 2);  // ours and the ready queue's
+    loop.run_once();
+    REQUIRE(log == Log{"soon 1", "handle", "soon 2"});
+    REQUIRE(h->ref_count() == 1);  // the queue let go of it after it ran
+}
+
+TEST_CASE("add_callback from inside a pass waits for the next pass", "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    auto h = aio::make_ref<LoggingHandle>(&log, "handle");
+    loop.call_soon([&] {
+        log.push_back("first");
+        loop.add_callback(h);
+    });
+    loop.call_soon([&] { log.push_back("second"); });
+    loop.run_once();
+    REQUIRE(log == Log{"first", "second"});
+    loop.run_once();
+    REQUIRE(log == Log{"first", "second", "handle"});
+}
+
+TEST_CASE("add_callback: the same handle may be queued again after it ran", "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    auto h = aio::make_ref<LoggingHandle>(&log, "h");
+    for (int i = 0; i < 3; ++i) {
+        loop.add_callback(h);
+        loop.run_once();
+    }
+    REQUIRE(log == Log{"h", "h", "h"});
+}
+
+TEST_CASE("add_callback: a cancelled handle is skipped, and released", "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    auto a = aio::make_ref<LoggingHandle>(&log, "a");
+    auto b = aio::make_ref<LoggingHandle>(&log, "b");
+    auto c = aio::make_ref<LoggingHandle>(&log, "c");
+    loop.add_callback(a);
+    loop.add_callback(b);
+    loop.add_callback(c);
+    b->cancel();
+    SECTION("cancelled before the pass") {
+        loop.run_once();
+        REQUIRE(log == Log{"a", "c"});
+    }
+    SECTION("cancelled by an earlier callback of the same pass") {
+        b->cancel();  // (twice: still just cancelled)
+        auto d = aio::make_ref<LoggingHandle>(&log, "d");
+        loop.call_soon([&] { d->cancel(); });
+        loop.add_callback(d);
+        loop.run_once();
+        REQUIRE(log == Log{"a", "c"});
+        REQUIRE(d->ref_count() == 1);
+    }
+    REQUIRE(b->ref_count() == 1);  // skipped, but no longer held by the loop
+    REQUIRE(b->on_cancel_calls == 1);
+    REQUIRE(loop.ready_count() == 0);
+}
+
+TEST_CASE("add_callback on a closed loop raises RuntimeError", "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    auto h = aio::make_ref<LoggingHandle>(&log, "h");
+    loop.close();
+    REQUIRE_THROWS_AS(loop.add_callback(h), aio::RuntimeError);
+    REQUIRE(h->ref_count() == 1);
+}
+
+TEST_CASE("close() drops a handle queued with add_callback without running it", "[stage2]") {
+    Log log;
+    auto h = aio::make_ref<LoggingHandle>(&log, "h");
+    {
+        aio::EventLoop loop;
+        loop.add_callback(h);
+        REQUIRE(h->ref_count() == 2);
+        loop.close();
+        REQUIRE(h->ref_count() == 1);
+    }
+    REQUIRE(log.empty());
+}
+
+// ------------------------------------------------------------------ add_close_callback
+
+TEST_CASE("add_close_callback: runs at close(), before the queues are dropped, and may still schedule and cancel",
+          "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    auto timer = loop.call_later(100.0, [&] { log.push_back("timer ran"); });
+    loop.call_soon([&] { log.push_back("ready ran"); });
+    std::size_t ready_seen = 0, timers_seen = 0;
+    bool was_closed = true;
+    aio::Ref<aio::Handle> scheduled_at_close;
+    loop.add_close_callback([&] {
+        log.push_back("close callback");
+        ready_seen = loop.ready_count();
+        timers_seen = loop.timer_count();
+        was_closed = loop.is_closed();
+        scheduled_at_close = loop.call_soon([&] { log.push_back("scheduled at close ran"); });
+        timer->cancel();
+    });
+    REQUIRE(log.empty());  // not at registration
+    loop.close();
+    REQUIRE(log == Log{"close callback"});  // nothing queued ran: it was dropped
+    REQUIRE(ready_seen == 1);
+    REQUIRE(timers_seen == 1);
+    REQUIRE_FALSE(was_closed);
+    REQUIRE(scheduled_at_close);  // call_soon worked
+    REQUIRE(scheduled_at_close->ref_count() == 1);  // and was dropped with the queue
+    REQUIRE(timer->cancelled());
+    REQUIRE(loop.ready_count() == 0);
+    REQUIRE(loop.timer_count() == 0);
+    REQUIRE(loop.is_closed());
+}
+
+TEST_CASE("add_close_callback: callbacks run once, in the order added, and not again on a second close()",
+          "[stage2]") {
+    Log log;
+    {
+        aio::EventLoop loop;
+        loop.add_close_callback([&] { log.push_back("1"); });
+        loop.add_close_callback([&] {
+            log.push_back("2");
+            // One added while closing runs too, after the others.
+            loop.add_close_callback([&] { log.push_back("4 (added by 2)"); });
+        });
+        loop.add_close_callback([&] { log.push_back("3"); });
+        loop.close();
+        REQUIRE(log == Log{"1", "2", "3", "4 (added by 2)"});
+        loop.close();
+        REQUIRE(log.size() == 4);
+    }  // the destructor closes again: still nothing
+    REQUIRE(log.size() == 4);
+}
+
+TEST_CASE("add_close_callback: destroying the loop without close() runs them", "[stage2]") {
+    Log log;
+    {
+        aio::EventLoop loop;
+        loop.add_close_callback([&] { log.push_back("closed"); });
+    }
+    REQUIRE(log == Log{"closed"});
+}
+
+TEST_CASE("add_close_callback: close() on a running loop raises and runs none of them", "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    loop.add_close_callback([&] { log.push_back("closed"); });
+    bool raised = false;
+    loop.call_soon([&] {
+        try {
+            loop.close();
+        } catch (const aio::RuntimeError&) {
+            raised = true;
+        }
+    });
+    one_pass(loop);
+    REQUIRE(raised);
+    REQUIRE(log.empty());
+    loop.close();
+    REQUIRE(log == Log{"closed"});
+}
+
+// ------------------------------------------------------------- Handle::cancel, on_cancel
+
+TEST_CASE("Handle::cancel calls on_cancel exactly once, however often it is called", "[stage2]") {
+    aio::EventLoop loop;
+    Log log;
+    auto h = aio::make_ref<LoggingHandle>(&log, "h");
+    REQUIRE_FALSE(h->cancelled());
+    h->cancel();
+    h->cancel();
+    h->cancel();
+    REQUIRE(h->cancelled());
+    REQUIRE(h->on_cancel_calls == 1);
+
+    // After it ran, a first cancel() marks it (and calls on_cancel once); the rest do nothing.
+    auto r = aio::make_ref<LoggingHandle>(&log, "r");
+    loop.add_callback(r);
+    loop.run_once();
+    r->cancel();
+    r->cancel();
+    REQUIRE(r->on_cancel_calls == 1);
+    REQUIRE(log == Log{"r"});
+}
+
+TEST_CASE("a timer cancelled twice is counted once by the heap's clean-up rule", "[stage2]") {
+    // The heap is rebuilt when it holds more than 100 timers and more than half are
+    // cancelled. 60 of 200 cancelled is 30%: no rebuild. Counted twice, it would be 60%.
+    aio::EventLoop loop;
+    std::vector<aio::Ref<aio::TimerHandle>> timers;
+    for (int i = 0; i < 200; ++i) timers.push_back(loop.call_later(1000.0 + i, [] {}));
+    // Timer 0 (the earliest) stays live, so nothing is popped lazily from the top.
+    for (int i = 1; i <= 60; ++i) {
+        timers[i]->cancel();
+        timers[i]->cancel();
+    }
+    one_pass(loop);
+    REQUIRE(loop.timer_count() == 200);
+
+    // And the count stays right afterwards: 41 more make 101 of 200, just over half.
+    for (int i = 61; i <= 101; ++i) timers[i]->cancel();
+    timers[61]->cancel();
+    one_pass(loop);
+    REQUIRE(loop.timer_count() == 99);
+}
+
+TEST_CASE("a timer cancelled after it fired is not counted as a cancelled timer in the heap", "[stage2]") {
+    aio::EventLoop loop;
+    int fired = 0;
+    auto early = loop.call_later(0.0, [&] { ++fired; });
+    std::vector<aio::Ref<aio::TimerHandle>> timers;
+    for (int i = 0; i < 150; ++i) timers.push_back(loop.call_later(1000.0 + i, [] {}));
+    one_pass(loop);
+    REQUIRE(fired == 1);
+    early->cancel();  // it has left the heap: the loop must not count it
+    early->cancel();
+    for (int i = 1; i <= 75; ++i) timers[i]->cancel();  // exactly half: no rebuild
+    one_pass(loop);
+    REQUIRE(loop.timer_count() == 150);
+    timers[76]->cancel();  // now more than half
+    one_pass(loop);
+    REQUIRE(loop.timer_count() == 74);
+}
