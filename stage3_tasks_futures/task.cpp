@@ -127,7 +127,7 @@ std::string TaskBase::get_name() const { return name_ ? *name_ : "Task-" + std::
 
 TaskBase* TaskBase::current() noexcept { return tl_current_task; }
 
-void set_step_observer(StepObserver* observer) noexcept { tl_step_observer = observer; }
+StepObserver* set_step_observer(StepObserver* observer) noexcept { return std::exchange(tl_step_observer, observer); }
 
 void TaskBase::destroy_coroutine() noexcept {
     if (root_) std::exchange(root_, nullptr)->handle.destroy();

@@ -47,8 +47,8 @@ public:
 protected:
     ~StepObserver() = default;
 };
-// Install (or, with nullptr, remove) the observer for this thread.
-void set_step_observer(StepObserver* observer) noexcept;
+// Install (or, with nullptr, remove) the observer for this thread; returns the one before.
+StepObserver* set_step_observer(StepObserver* observer) noexcept;
 
 class TaskBase : public FutureBase {
 public:
@@ -62,6 +62,8 @@ public:
     std::string get_name() const;
     void set_name(std::string name) { name_ = std::make_unique<std::string>(std::move(name)); }
     std::string name() const override { return get_name(); }
+    // The N of Task-N: unique among the tasks of a process (until it wraps at 2^32).
+    std::uint32_t id() const noexcept { return id_; }
 
     // The chain of coroutines a suspended task is suspended in, outermost first: the answer
     // to "where is this task stuck?" (asyncio's Task.print_stack / get_stack).

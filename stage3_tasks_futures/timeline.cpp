@@ -12,10 +12,6 @@ namespace aio {
 
 namespace {
 
-// The observer the innermost Recording on this thread installed, so that the next one out
-// can put it back (set_step_observer() is write-only).
-thread_local StepObserver* tl_recording_observer = nullptr;
-
 constexpr std::size_t kMaxGanttRows = 50;   // a million tasks would be a million lines
 constexpr std::size_t kMaxLabelWidth = 24;  // longer task names are cut in the chart
 constexpr int kTickEvery = 10;              // a '+' on the time axis every 10 columns
@@ -146,8 +142,7 @@ std::size_t display_width(const std::string& s) {
 // ------------------------------------------------------------------------------ recording
 
 Timeline::Recording::Recording(Timeline& timeline)
-    : timeline_(timeline), previous_(std::exchange(tl_recording_observer, &timeline)) {
-    set_step_observer(&timeline_);
+    : timeline_(timeline), previous_(set_step_observer(&timeline)) {
     // Made inside a step, which began before we were watching: to the observers, the step
     // ends here for the one going out and begins here for the one coming in. (So a task can
     // record a part of its own work; the destructor hands the step back the same way.)
@@ -163,7 +158,6 @@ Timeline::Recording::~Recording() {
         if (previous_) previous_->step_begin(*task);
     }
     set_step_observer(previous_);
-    tl_recording_observer = previous_;
 }
 
 // [docs:timeline_step]
@@ -187,25 +181,16 @@ void Timeline::step_end(TaskBase& task) {
 // [/docs:timeline_step]
 
 // [docs:timeline_row]
-// Which row a task's step belongs to. Keyed by the task's address, because that is cheap to
-// look up; but an address is not an identity: when a task is freed, the next task allocated
-// may get the same memory, and it must not be drawn in the dead task's row (the same trap as
-// a handle whose memory is reused cancelling the wrong task). A task does not tell an
-// observer when it finishes, and holding a reference to find out would change when tasks are
-// freed (and when their lost exceptions are reported), which an observer must not do.
-// So each step also compares the task's name with the one the row was opened with: a new
-// task has a new default name (Task-N counts up), so a mismatch means a new row. That costs
-// a short string per step (measured: less than either of the step's two clock reads), and
-// formats nothing else. Two consequences, both harmless and both worth knowing: two tasks
-// with the same custom name that follow each other at one address share a row (their slices
-// never overlap, and its label is right for both), and a task renamed with set_name() while
-// recording continues on a new row under its new name.
+// Which row a task's step belongs to, keyed by the task's id (the N of Task-N). Not by its
+// address: when a task is freed, the next task allocated may get the same memory, and it
+// must not be drawn in the dead task's row (the same trap as a handle whose memory is reused
+// cancelling the wrong task). The name is read once, at the task's first recorded step; a
+// task renamed later keeps the row and the name it started with.
 std::uint32_t Timeline::row_for(const TaskBase& task) {
-    std::string name = task.get_name();
-    auto [it, inserted] = row_of_.try_emplace(&task, 0);
-    if (!inserted && names_[it->second] == name) return it->second;
+    auto [it, inserted] = row_of_.try_emplace(task.id(), 0);
+    if (!inserted) return it->second;
     it->second = static_cast<std::uint32_t>(names_.size());
-    names_.push_back(std::move(name));
+    names_.push_back(task.get_name());
     return it->second;
 }
 // [/docs:timeline_row]

@@ -112,7 +112,7 @@ private:
 
     std::vector<std::string> names_;                             // row -> task name
     std::vector<Slice> slices_;                                  // in time order
-    std::unordered_map<const TaskBase*, std::uint32_t> row_of_;  // task address -> row; see row_for()
+    std::unordered_map<std::uint32_t, std::uint32_t> row_of_;    // task id -> row; see row_for()
     std::size_t open_ = kNoSlice;                                // the slice of the step running now
 };
 
