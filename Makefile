@@ -28,6 +28,10 @@ $(BIN)/tests_$(1): $(call obj_of,$(abspath $(wildcard tests/$(1)_*.cpp))) $(CATC
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $$^ $(LDLIBS) -o $$@
 endef
 $(foreach p,$(TEST_PREFIXES),$(eval $(call TEST_RULE,$(p))))
+# So that `make build/bin/tests_stage3` works from the root too (the rules name absolute paths).
+ifeq ($(BUILD),$(ROOT)/build)
+build/bin/tests_%: $(BIN)/tests_% ;
+endif
 
 SAN_FLAGS  := -O0 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # clang 14 can't emit -fsanitize=function's checks for inline coroutines ("Cannot represent a

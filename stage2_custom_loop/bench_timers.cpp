@@ -121,8 +121,8 @@ int main(int argc, char** argv) {
     if (o.python) {
         char delay[32];
         std::snprintf(delay, sizeof delay, "%.17g", o.delay);
-        auto rs = bench::run_python(__FILE__, {"--count", std::to_string(o.count), "--delay", delay, "--runs",
-                                               std::to_string(o.runs)});
+        auto rs = bench::run_python(
+            __FILE__, {"--count", std::to_string(o.count), "--delay", delay, "--runs", std::to_string(o.runs)});
         for (auto& r : rs) std::printf("%s\n", r.line.c_str());
         py_late = bench::find_result(rs, late_name);
         py_sched = bench::find_result(rs, sched_name);
@@ -140,11 +140,12 @@ int main(int argc, char** argv) {
                bench::ratio(py_sched, our_sched, 0.01)});
     table.print();
     if (o.count == 100'000 && o.delay == 1.0)
-        std::printf("  target: the last timer within %.0f ms of the 1 s mark: %.2f ms -> %s\n", kTargetLateMs,
-                    our_late, bench::verdict(our_late <= kTargetLateMs));
+        std::printf("  target: the last timer within %.0f ms of the 1 s mark: %.2f ms -> %s\n", kTargetLateMs, our_late,
+                    bench::verdict(our_late <= kTargetLateMs));
     else
-        std::printf("  target: the last of 100,000 timers of 1 s within %.0f ms of the mark: not judged, this run"
-                    " has another workload\n",
-                    kTargetLateMs);
+        std::printf(
+            "  target: the last of 100,000 timers of 1 s within %.0f ms of the mark: not judged, this run"
+            " has another workload\n",
+            kTargetLateMs);
     return 0;
 }

@@ -233,7 +233,7 @@ inline std::optional<double> find_result(const std::vector<Result>& results, con
 // ------------------------------------------------------------------- running other programs
 
 inline bool is_file(const std::string& path) {
-    struct stat st{};
+    struct stat st {};
     return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
@@ -321,7 +321,8 @@ inline std::vector<std::string> python_script_candidates(const std::string& benc
     std::string stage;
     if (slash != std::string::npos && slash > 0) {
         std::size_t before = stem.rfind('/', slash - 1);
-        stage = stem.substr(before == std::string::npos ? 0 : before + 1, slash - (before == std::string::npos ? 0 : before + 1));
+        stage = stem.substr(before == std::string::npos ? 0 : before + 1,
+                            slash - (before == std::string::npos ? 0 : before + 1));
     }
     std::string exe = self_exe();
     if (!exe.empty() && !stage.empty()) out.push_back(exe.substr(0, exe.rfind('/')) + "/../../" + stage + "/" + file);

@@ -205,10 +205,15 @@ void EventLoop::run_forever() {
 void EventLoop::close() {
     if (running_) throw RuntimeError("Cannot close a running event loop: call stop() and let run_forever return first");
     if (closed_) return;
-    // Callbacks may add callbacks; each runs once, in the order added.
+    // Callbacks may add callbacks; each runs once, in the order added. One that throws is
+    // reported like a failing callback: close() must finish, since the destructor calls it.
     for (std::size_t i = 0; i < close_callbacks_.size(); ++i) {
         auto fn = std::move(close_callbacks_[i]);
-        fn();
+        try {
+            fn();
+        } catch (...) {
+            call_exception_handler(ExceptionContext{"Exception in close callback", std::current_exception()});
+        }
     }
     close_callbacks_.clear();
     closed_ = true;

@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
 
     std::optional<double> py, py_cpu;
     if (o.python) {
-        auto rs = bench::run_python(__FILE__, {"--count", std::to_string(o.count), "--runs", std::to_string(o.python_runs)});
+        auto rs =
+            bench::run_python(__FILE__, {"--count", std::to_string(o.count), "--runs", std::to_string(o.python_runs)});
         for (auto& r : rs) std::printf("%s\n", r.line.c_str());
         py = bench::find_result(rs, name);
         py_cpu = bench::find_result(rs, name + "_cpu");
@@ -116,7 +117,8 @@ int main(int argc, char** argv) {
                 o.count, o.runs, o.python_runs);
     bench::Table table({{"", 24}, {"ours", 10}, {"python-asyncio", 16}, {"python / ours", 14}});
     table.row({"total (ms)", bench::fmt(ours, "%.1f"), bench::fmt(py, "%.1f"), bench::ratio(py, ours)});
-    table.row({"  in CPU time (ms)", bench::fmt(ours_cpu, "%.1f"), bench::fmt(py_cpu, "%.1f"), bench::ratio(py_cpu, ours_cpu)});
+    table.row({"  in CPU time (ms)", bench::fmt(ours_cpu, "%.1f"), bench::fmt(py_cpu, "%.1f"),
+               bench::ratio(py_cpu, ours_cpu)});
     table.row({"per task (ns)", bench::fmt(per_task_ns(ours), "%.0f"), bench::fmt(per_task_ns(py), "%.0f"),
                bench::ratio(py, ours)});
     table.print();

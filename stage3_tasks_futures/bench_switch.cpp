@@ -176,8 +176,8 @@ int main(int argc, char** argv) {
     }
 
     if (o.python) {
-        auto rs = bench::run_python(__FILE__, {"--rounds", std::to_string(o.rounds), "--sleeps", std::to_string(o.sleeps),
-                                               "--runs", std::to_string(o.python_runs)});
+        auto rs = bench::run_python(__FILE__, {"--rounds", std::to_string(o.rounds), "--sleeps",
+                                               std::to_string(o.sleeps), "--runs", std::to_string(o.python_runs)});
         for (auto& r : rs) std::printf("%s\n", r.line.c_str());
         for (std::size_t i = 0; i < std::size(workloads); ++i) {
             fig[i].py_ns = bench::find_result(rs, workloads[i].name);
@@ -187,9 +187,10 @@ int main(int argc, char** argv) {
         }
     }
 
-    std::printf("\ntask switches: ping_pong = %ld round trips (2 switches each), sleep0 = %ld sleep(0)s;\n"
-                "ours: median of %d runs, python: median of %d\n",
-                o.rounds, o.sleeps, o.runs, o.python_runs);
+    std::printf(
+        "\ntask switches: ping_pong = %ld round trips (2 switches each), sleep0 = %ld sleep(0)s;\n"
+        "ours: median of %d runs, python: median of %d\n",
+        o.rounds, o.sleeps, o.runs, o.python_runs);
     bench::Table table({{"workload", 22}, {"ours", 10}, {"python-asyncio", 16}, {"python / ours", 14}});
     for (std::size_t i = 0; i < std::size(workloads); ++i) {
         const Figures& f = fig[i];
@@ -202,7 +203,8 @@ int main(int argc, char** argv) {
     const Figures& pp = fig[0];
     std::printf("  target: at most %.0f ns per switch (ping_pong): %.1f ns -> %s%s\n", kTargetNsPerSwitch, pp.ns,
                 bench::verdict(pp.ns <= kTargetNsPerSwitch),
-                pp.ns > kTargetNsPerSwitch && pp.cpu_ns <= kTargetNsPerSwitch ? " (in CPU time: PASS; the machine is busy)"
-                                                                               : "");
+                pp.ns > kTargetNsPerSwitch && pp.cpu_ns <= kTargetNsPerSwitch
+                    ? " (in CPU time: PASS; the machine is busy)"
+                    : "");
     return 0;
 }

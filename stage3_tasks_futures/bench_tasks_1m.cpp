@@ -171,9 +171,10 @@ void child_tasks(long n) {
     aio::run(tasks_main(n, f));
     f.run_s = bench::seconds_since(t0);
     f.hwm_kb = bench::proc_status_kb("VmHWM");
-    std::printf("MEASURED create_s=%.6f total_s=%.6f cpu_s=%.6f run_s=%.6f rss_before_kb=%ld rss_created_kb=%ld "
-                "hwm_kb=%ld\n",
-                f.create_s, f.total_s, f.cpu_s, f.run_s, f.rss_before_kb, f.rss_created_kb, f.hwm_kb);
+    std::printf(
+        "MEASURED create_s=%.6f total_s=%.6f cpu_s=%.6f run_s=%.6f rss_before_kb=%ld rss_created_kb=%ld "
+        "hwm_kb=%ld\n",
+        f.create_s, f.total_s, f.cpu_s, f.run_s, f.rss_before_kb, f.rss_created_kb, f.hwm_kb);
 }
 
 // Where a task's memory goes: every allocation made while creating n tasks, by size.
@@ -229,10 +230,11 @@ void child_threads(long n) {
     const double seconds = bench::seconds_since(t0);
     for (char& c : error)
         if (c == ' ') c = '_';  // one field of a key=value line
-    std::printf("MEASURED seconds=%.6f most_held=%zu batches=%ld rss_before_kb=%ld hwm_kb=%ld vm_before_kb=%ld "
-                "vmpeak_kb=%ld error=%s\n",
-                seconds, most_held, batches, rss0, bench::proc_status_kb("VmHWM"), vm0,
-                bench::proc_status_kb("VmPeak"), error.empty() ? "none" : error.c_str());
+    std::printf(
+        "MEASURED seconds=%.6f most_held=%zu batches=%ld rss_before_kb=%ld hwm_kb=%ld vm_before_kb=%ld "
+        "vmpeak_kb=%ld error=%s\n",
+        seconds, most_held, batches, rss0, bench::proc_status_kb("VmHWM"), vm0, bench::proc_status_kb("VmPeak"),
+        error.empty() ? "none" : error.c_str());
 }
 
 // ---- processes ----------------------------------------------------------------------------
@@ -344,11 +346,16 @@ std::optional<Measured> measure(const char* kind, long n) {
 
 int run_child(const Options& o) {
     if (o.child_n < 1) bench::usage_error("--child", "needs --child-n N");
-    if (o.child == "tasks") child_tasks(o.child_n);
-    else if (o.child == "alloc") child_alloc(o.child_n);
-    else if (o.child == "threads") child_threads(o.child_n);
-    else if (o.child == "processes") child_processes(o.child_n);
-    else bench::usage_error("--child", "unknown kind '%s'", o.child.c_str());
+    if (o.child == "tasks")
+        child_tasks(o.child_n);
+    else if (o.child == "alloc")
+        child_alloc(o.child_n);
+    else if (o.child == "threads")
+        child_threads(o.child_n);
+    else if (o.child == "processes")
+        child_processes(o.child_n);
+    else
+        bench::usage_error("--child", "unknown kind '%s'", o.child.c_str());
     return 0;
 }
 
@@ -411,8 +418,8 @@ int main(int argc, char** argv) {
         bench::progress(" created in %.1f ms, total %.1f ms (cpu %.1f ms, run() %.1f ms), memory +%.1f MiB\n",
                         create.back(), total.back(), cpu.back(), run.back(), memory.back());
     }
-    const double our_create = bench::median(create), our_total = bench::median(total),
-                 our_cpu = bench::median(cpu), our_run = bench::median(run), our_mem = bench::median(memory);
+    const double our_create = bench::median(create), our_total = bench::median(total), our_cpu = bench::median(cpu),
+                 our_run = bench::median(run), our_mem = bench::median(memory);
     bench::print_result(tasks_name + "_create", "ours", our_create, "ms");
     bench::print_result(tasks_name, "ours", our_total, "ms");
     bench::print_result(tasks_name + "_cpu", "ours", our_cpu, "ms");
@@ -434,8 +441,9 @@ int main(int argc, char** argv) {
             if (last_n) {
                 double predicted = last_s * double(n) / double(last_n);
                 if (predicted > kThreadsBudget) {
-                    bench::progress("threads: %ld skipped: %ld took %.1f s, so %ld would take about %.0f s (> %.0f s)\n",
-                                    n, last_n, last_s, n, predicted, kThreadsBudget);
+                    bench::progress(
+                        "threads: %ld skipped: %ld took %.1f s, so %ld would take about %.0f s (> %.0f s)\n", n, last_n,
+                        last_s, n, predicted, kThreadsBudget);
                     break;
                 }
             }
@@ -500,13 +508,15 @@ int main(int argc, char** argv) {
             }
             char breakdown[160] = "";
             if (kb_each)
-                std::snprintf(breakdown, sizeof breakdown, " (per child: %.0f kB private pages, %.0f kB page tables, "
-                              "%.0f kB kernel stack)", last->num("private_kb") / held, last->num("pte_kb") / held,
+                std::snprintf(breakdown, sizeof breakdown,
+                              " (per child: %.0f kB private pages, %.0f kB page tables, "
+                              "%.0f kB kernel stack)",
+                              last->num("private_kb") / held, last->num("pte_kb") / held,
                               last->num("kernel_stack_kb") / held);
-            rows.push_back({"processes (fork)", with_commas(o.processes), seconds_text(proc_ms / 1e3),
-                            kb_each ? mib_text(*kb_each * held / 1024) : "n/a",
-                            "fork all, then waitpid all; median of " + std::to_string(ms.size()) + "; memory" +
-                                breakdown});
+            rows.push_back(
+                {"processes (fork)", with_commas(o.processes), seconds_text(proc_ms / 1e3),
+                 kb_each ? mib_text(*kb_each * held / 1024) : "n/a",
+                 "fork all, then waitpid all; median of " + std::to_string(ms.size()) + "; memory" + breakdown});
             rows.push_back({"processes, EXTRAPOLATED", "1,000,000", seconds_text(proc_ms * 1e3 / double(o.processes)),
                             kb_each ? mib_text(*kb_each * 1e6 / 1024) : "n/a",
                             "from " + with_commas(o.processes) + ": x" + fmt_count_ratio(1'000'000, o.processes)});
@@ -516,7 +526,8 @@ int main(int argc, char** argv) {
     // ---- python
     std::optional<double> py_create, py_total, py_cpu, py_run, py_mem;
     if (o.python) {
-        auto rs = bench::run_python(__FILE__, {"--count", std::to_string(o.count), "--runs", std::to_string(o.python_runs)});
+        auto rs =
+            bench::run_python(__FILE__, {"--count", std::to_string(o.count), "--runs", std::to_string(o.python_runs)});
         for (auto& r : rs) std::printf("%s\n", r.line.c_str());
         py_create = bench::find_result(rs, tasks_name + "_create");
         py_total = bench::find_result(rs, tasks_name);
@@ -570,21 +581,26 @@ int main(int argc, char** argv) {
 
     // ---- where a task's memory goes
     if (alloc) {
-        std::printf("\nwhere a task's memory goes: operator new calls while creating %s tasks, by size\n"
-                    "(malloc adds a header and rounds each block up: 16 B at least per block)\n",
-                    with_commas(kAllocProfileTasks).c_str());
-        double per_task_bytes = 0, per_task_allocs = 0;
+        std::printf(
+            "\nwhere a task's memory goes: operator new calls while creating %s tasks, by size, and the block\n"
+            "glibc's malloc makes of each (8 B of header, rounded up to 16, at least 32)\n",
+            with_commas(kAllocProfileTasks).c_str());
+        double per_task_bytes = 0, per_task_blocks = 0, per_task_allocs = 0;
         for (auto& line : alloc->lines) {
             auto f = bench::parse_fields(line, "ALLOC");
             if (!f) continue;
             const double size = std::strtod((*f)["size"].c_str(), nullptr);
+            const double block = std::max(32.0, double((long(size) + 8 + 15) / 16 * 16));
             const double count = std::strtod((*f)["count"].c_str(), nullptr) / double(kAllocProfileTasks);
             per_task_bytes += size * count;
+            per_task_blocks += block * count;
             per_task_allocs += count;
-            if (count >= 0.01) std::printf("  %6.0f B x %.3f per task\n", size, count);
+            if (count >= 0.01) std::printf("  %6.0f B (block %4.0f B) x %.3f per task\n", size, block, count);
         }
-        std::printf("  per task: %.2f allocations, %.0f B requested; sizeof(Task<void>) = %s B\n", per_task_allocs,
-                    per_task_bytes, alloc->str("sizeof_task").c_str());
+        std::printf(
+            "  per task: %.2f allocations, %.0f B asked for, %.0f B of heap; + 8 B for its slot in main's vector\n"
+            "  sizeof(Task<void>) = %s B\n",
+            per_task_allocs, per_task_bytes, per_task_blocks, alloc->str("sizeof_task").c_str());
     }
     return 0;
 }

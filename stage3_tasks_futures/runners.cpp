@@ -1,7 +1,7 @@
 // Stage 3: Futures and Tasks. run()'s clean-up (see runners.hpp).
 #include "stage3_tasks_futures/runners.hpp"
 
-#include <algorithm>
+#include "stage3_tasks_futures/tasks.hpp"
 
 namespace aio {
 
@@ -9,10 +9,12 @@ void cancel_all_tasks(EventLoop& loop) {
     auto tasks = all_tasks(loop);
     if (tasks.empty()) return;
     for (auto& t : tasks) t->cancel();
-    // Each cancelled task wakes up, runs its clean-up and finishes. (One that swallows the
-    // cancellation and waits for something else keeps this waiting, as in asyncio.)
-    auto pending = [&] { return std::any_of(tasks.begin(), tasks.end(), [](auto& t) { return !t->done(); }); };
-    while (pending()) loop.run_once();
+    // Each cancelled task wakes up, runs its clean-up (which may await) and finishes; the
+    // loop runs as a running loop meanwhile, as asyncio's run_until_complete(gather(...,
+    // return_exceptions=True)) does. (One that swallows the cancellation and waits for
+    // something else keeps this waiting, as in asyncio.)
+    std::vector<Ref<FutureBase>> children(tasks.begin(), tasks.end());
+    loop.run_until_complete(make_ref<GatheringFuture>(loop, std::move(children), true));
     for (auto& t : tasks) {
         if (t->cancelled()) continue;
         if (auto e = t->exception())

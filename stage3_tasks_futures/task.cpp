@@ -85,9 +85,8 @@ private:
     }
 };
 
-TaskBase::TaskBase(EventLoop& loop, CoroutinePromiseBase* root, std::string name)
+TaskBase::TaskBase(EventLoop& loop, CoroutinePromiseBase* root)
     : FutureBase(loop), root_(root), resume_at_(root), id_(++g_task_counter) {
-    if (!name.empty()) set_name(std::move(name));
     TaskRegistry::add(*this);
 }
 
@@ -205,7 +204,11 @@ void TaskBase::finish(CoroutinePromiseBase* last) {
     }
     std::exception_ptr e = root_->exception;
     if (!e) {
-        take_cancel_request();  // a cancellation it never reached (or swallowed) is void now
+        if (cancel_requested()) {  // cancelled during its last step: it ends cancelled, as in asyncio
+            destroy_coroutine();
+            mark_done(State::cancelled);
+            return;
+        }
         take_result(*root_);
         destroy_coroutine();
         return;

@@ -52,7 +52,7 @@ StepObserver* set_step_observer(StepObserver* observer) noexcept;
 
 class TaskBase : public FutureBase {
 public:
-    TaskBase(EventLoop& loop, CoroutinePromiseBase* root, std::string name);
+    TaskBase(EventLoop& loop, CoroutinePromiseBase* root);
     ~TaskBase() override;
 
     // Request cancellation; see the top of this file. Returns false if the task is done.
@@ -110,8 +110,7 @@ private:
 template <typename T = void>
 class Task final : public BasicFuture<T, TaskBase> {
 public:
-    Task(EventLoop& loop, Coroutine<T> coro, std::string name)
-        : BasicFuture<T, TaskBase>(loop, &coro.release("create_task").promise(), std::move(name)) {}
+    Task(EventLoop& loop, Coroutine<T> coro) : BasicFuture<T, TaskBase>(loop, &coro.release("create_task").promise()) {}
 
 private:
     void take_result(CoroutinePromiseBase& root) override {
@@ -129,7 +128,9 @@ private:
 // task starts on a later pass, not inside create_task).
 template <typename T>
 Ref<Task<T>> create_task(EventLoop& loop, Coroutine<T> coro, std::string name = {}) {
-    Ref<Task<T>> task(new Task<T>(loop, std::move(coro), std::move(name)));
+    if (loop.is_closed()) throw RuntimeError("create_task on a closed event loop: create the task before closing it");
+    Ref<Task<T>> task(new Task<T>(loop, std::move(coro)));
+    if (!name.empty()) task->set_name(std::move(name));  // (measured: most tasks have none)
     loop.add_callback(task);
     return task;
 }

@@ -15,14 +15,21 @@ GatheringFuture::GatheringFuture(EventLoop& loop, std::vector<Ref<FutureBase>> c
 // [docs:gathering_future]
 void GatheringFuture::child_done(FutureBase& child) {
     ++finished_;
-    if (done()) return;  // it already failed; the rest finish on their own
+    if (done()) {
+        // gather already failed and told its awaiter; nobody is left to give this child's
+        // exception to, so it counts as retrieved (no "never retrieved" report later).
+        if (!child.cancelled()) child.exception();
+        return;
+    }
     if (!return_exceptions_) {
         if (child.cancelled()) {
             set_exception(std::make_exception_ptr(CancelledError("a child of gather() was cancelled")));
+            orphan_the_rest();
             return;
         }
         if (auto e = child.exception()) {
             set_exception(e);
+            orphan_the_rest();
             return;
         }
     }
@@ -31,6 +38,18 @@ void GatheringFuture::child_done(FutureBase& child) {
         FutureBase::cancel("gather() was cancelled");
     else
         set_result();
+}
+
+// gather has failed and its awaiter is told; the children still running will finish with
+// nobody to report to, and this future may be gone by then (it lives in the awaiting
+// coroutine). Each gets a callback of its own that takes its exception, so a later failure
+// counts as retrieved, as asyncio's gather does, instead of being reported as lost.
+void GatheringFuture::orphan_the_rest() {
+    for (auto& c : children_)
+        if (!c->done())
+            c->add_done_callback([](FutureBase& f) {
+                if (!f.cancelled()) f.exception();
+            }, "gather: retrieve a late child's exception");
 }
 
 bool GatheringFuture::cancel(std::string msg) {

@@ -139,6 +139,7 @@ public:
 
 private:
     void child_done(FutureBase& child);
+    void orphan_the_rest();
     std::vector<Ref<FutureBase>> children_;
     CallbackTokens tokens_;
     std::size_t finished_ = 0;
@@ -251,8 +252,9 @@ Coroutine<WaitResult<F>> wait(std::vector<Ref<F>> fs, std::optional<double> time
     for (auto& f : fs)
         tokens.add(*f, [waiter, &pending, return_when](FutureBase& done) {
             --pending;
-            bool failed = !done.cancelled() && done.exception();
-            if (pending == 0 || return_when == FIRST_COMPLETED || (return_when == FIRST_EXCEPTION && failed))
+            // exception() counts as retrieving the exception: read it only when it matters.
+            bool stop_on_failure = return_when == FIRST_EXCEPTION && !done.cancelled() && done.exception();
+            if (pending == 0 || return_when == FIRST_COMPLETED || stop_on_failure)
                 release_waiter(waiter);
         });
     Ref<TimerHandle> timer;

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -274,4 +275,37 @@ TEST_CASE("a timer cancelled after it fired is not counted as a cancelled timer 
     timers[76]->cancel();  // now more than half
     one_pass(loop);
     REQUIRE(loop.timer_count() == 74);
+}
+
+// Regression: a close callback that threw once left close() with the loop open and an empty
+// std::function in its slot, so every later close() threw std::bad_function_call and
+// ~EventLoop (which calls close()) terminated the program.
+TEST_CASE("add_close_callback: a callback that throws runs once, and the loop can still be closed", "[stage2]") {
+    int runs = 0, other = 0;
+    auto* loop = new aio::EventLoop;
+    loop->set_exception_handler([](aio::EventLoop&, const aio::ExceptionContext&) {});  // if close() reports it
+    loop->add_close_callback([&] {
+        ++runs;
+        throw std::runtime_error("close callback failed");
+    });
+    loop->add_close_callback([&] { ++other; });
+    try {
+        loop->close();  // may let the exception through, or report it
+    } catch (const std::runtime_error&) {
+    }
+    bool closable = true;
+    try {
+        loop->close();
+    } catch (...) {
+        closable = false;
+    }
+    if (!closable) {
+        // Neither closable nor destructible (~EventLoop would terminate): leak it, so that
+        // the test binary lives on to report the failure.
+        FAIL("a second close() threw: the loop can no longer be closed or destroyed");
+    }
+    REQUIRE(loop->is_closed());
+    REQUIRE(runs == 1);
+    REQUIRE(other == 1);
+    delete loop;
 }

@@ -411,6 +411,17 @@ aio::Coroutine<std::vector<std::string>> collect_as_completed(Tasks ts) {
     co_return out;
 }
 
+aio::Coroutine<std::vector<int>> drain_after(Tasks ts, aio::Ref<aio::Future<int>> go) {
+    auto ac = aio::as_completed(std::move(ts));
+    co_await go;  // meanwhile every task finishes
+    std::vector<int> out;
+    while (ac.size() > 0) {
+        int v = co_await ac.next();
+        out.push_back(v);
+    }
+    co_return out;
+}
+
 aio::Coroutine<std::string> first_as_completed(Tasks ts) {
     auto ac = aio::as_completed(std::move(ts));
     int v = co_await ac.next();
@@ -460,11 +471,10 @@ TEST_CASE("run(): cancels the tasks left over, and their cleanup runs", "[stage3
     REQUIRE_FALSE(s.leftover.finished);
 }
 
-// run()'s clean-up (cancel_all_tasks) drives the loop with run_once(), which does not make the
-// loop the running loop: a leftover whose cleanup awaits sleep(d > 0) (or calls
-// get_running_loop(), create_future(), create_task(coro)) gets RuntimeError("no running event
-// loop") instead of running its cleanup. asyncio runs the leftovers with run_until_complete.
-TEST_CASE("run(): a leftover's cleanup may await (sleep) before it re-raises", "[stage3][.][known-bug]") {
+// run()'s clean-up must drive the loop as a running loop (asyncio: run_until_complete(gather(
+// ...))): a cleanup that awaits sleep(d > 0), or calls get_running_loop(), create_future() or
+// create_task(coro), would otherwise get RuntimeError("no running event loop").
+TEST_CASE("run(): a leftover's cleanup may await (sleep) before it re-raises", "[stage3]") {
     RunState s;
     REQUIRE(aio::run(main_with_slow_cleanup_leftover(&s)) == 3);
     REQUIRE(s.leftover.started);
@@ -711,12 +721,10 @@ TEST_CASE("combinators: a callback still queued when gather, wait or as_complete
     for (int i = 0; i < 3; ++i) one_pass(loop);  // ASan: no use after free
 }
 
-// A child that fails after gather has already failed: asyncio's _GatheringFuture marks its
-// exception retrieved (there is nobody left to give it to: the gather reported the first
-// failure); here it is reported as "Task exception was never retrieved" when the child is
-// freed. This test pins asyncio's behaviour.
-TEST_CASE("gather: a second child's exception after the gather failed is not reported as lost",
-          "[stage3][.][known-bug]") {
+// A child that fails after gather has already failed: as asyncio's _GatheringFuture does, its
+// exception counts as retrieved (there is nobody left to give it to: the gather reported the
+// first failure), so it is not reported as "Task exception was never retrieved".
+TEST_CASE("gather: a second child's exception after the gather failed is not reported as lost", "[stage3]") {
     Reports reports;
     aio::EventLoop loop;
     capture_reports(loop, &reports);
@@ -810,11 +818,10 @@ TEST_CASE("wait: an empty set is an error", "[stage3]") {
     REQUIRE(loop.run_until_complete(wait_empty()) == "invalid_argument");
 }
 
-// wait() reads every finished future's exception() in its done-callback, whatever
-// return_when is; exception() marks the exception retrieved, so a task that failed and was
-// only wait()ed on (with ALL_COMPLETED or FIRST_COMPLETED) is never reported. asyncio calls
-// exception() only for FIRST_EXCEPTION.
-TEST_CASE("wait: ALL_COMPLETED does not count as retrieving a task's exception", "[stage3][.][known-bug]") {
+// exception() marks an exception retrieved, so wait() may read it only when it must (for
+// FIRST_EXCEPTION, as asyncio does): a task that failed and was only wait()ed on with
+// ALL_COMPLETED is still reported when it is freed.
+TEST_CASE("wait: ALL_COMPLETED does not count as retrieving a task's exception", "[stage3]") {
     Reports reports;
     aio::EventLoop loop;
     capture_reports(loop, &reports);
@@ -889,4 +896,24 @@ TEST_CASE("as_completed: gives the results in the order the tasks finish", "[sta
              aio::create_task(loop, after(0.01, 3, nullptr)), aio::create_task(loop, immediate(4))};
     auto r = loop.run_until_complete(collect_as_completed(ts));
     REQUIRE(r == std::vector<std::string>{"4", "3", "marked 2", "1"});
+}
+
+TEST_CASE("as_completed: results that arrived before they are asked for keep their completion order", "[stage3]") {
+    aio::EventLoop loop;
+    std::vector<aio::Ref<aio::Future<int>>> fs;
+    Tasks ts;
+    for (int i = 0; i < 3; ++i) {
+        fs.push_back(aio::create_future<int>(loop));
+        ts.push_back(aio::create_task(loop, await_future(fs.back())));
+    }
+    auto go = aio::create_future<int>(loop);
+    auto consumer = aio::create_task(loop, drain_after(ts, go));
+    one_pass(loop);
+    for (int i : {2, 0, 1}) {  // the tasks finish in this order, each on its own pass
+        fs[i]->set_result(i);
+        one_pass(loop);
+        one_pass(loop);
+    }
+    go->set_result(0);
+    REQUIRE(loop.run_until_complete(consumer) == std::vector<int>{2, 0, 1});
 }
