@@ -925,3 +925,36 @@ TEST_CASE("Task: create_task on a closed loop leaves no stale registry entry for
         second->~EventLoop();
     }
 }
+
+// ------------------------------------------------------------------------------ debug mode
+
+namespace {
+aio::Coroutine<> spin_for(double seconds) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+    }
+    co_return;
+}
+aio::Coroutine<> quick_step() { co_return; }
+}  // namespace
+
+TEST_CASE("debug mode: a task step slower than slow_callback_duration is reported with the task's name",
+          "[stage3]") {
+    aio::EventLoop loop;
+    std::vector<std::string> logged;
+    loop.set_logger([&](std::string_view m) { logged.emplace_back(m); });
+    loop.set_debug(true);
+    auto slow = aio::create_task(loop, spin_for(0.12), "busy");
+    auto fast = aio::create_task(loop, quick_step(), "quick");
+    loop.run_until_complete(slow);
+    loop.run_until_complete(fast);
+    REQUIRE(logged.size() == 1);
+    CHECK(logged[0].find("Executing busy took ") == 0);
+    CHECK(logged[0].find(" seconds") != std::string::npos);
+    CHECK(logged[0].find("quick") == std::string::npos);
+
+    logged.clear();
+    loop.set_debug(false);  // off: the same slow step goes unreported
+    loop.run_until_complete(aio::create_task(loop, spin_for(0.12), "busy again"));
+    CHECK(logged.empty());
+}
