@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "stage1_generators/generator.hpp"
+#include "stage3_tasks_futures/object_pool.hpp"
 
 namespace aio {
 
@@ -43,6 +44,11 @@ public:
     CoroutinePromiseBase* continuation = nullptr;  // the coroutine awaiting this one, if any
     std::exception_ptr exception;                  // what escaped its body
     const char* function_name;
+
+    // Frames come from the small-block pool (object_pool.hpp explains why). The sized delete
+    // is what lets the pool find the block's size class without a header.
+    static void* operator new(std::size_t size) { return pool::allocate(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { pool::deallocate(p, size); }
 
     // Lazy, like an async def: nothing runs until it is awaited or made a task.
     std::suspend_always initial_suspend() const noexcept { return {}; }

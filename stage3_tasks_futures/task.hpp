@@ -55,6 +55,11 @@ public:
     TaskBase(EventLoop& loop, CoroutinePromiseBase* root);
     ~TaskBase() override;
 
+    // Tasks come from the small-block pool too (object_pool.hpp). The destructor is virtual,
+    // so the size given to delete is the whole Task<T>'s.
+    static void* operator new(std::size_t size) { return pool::allocate(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { pool::deallocate(p, size); }
+
     // Request cancellation; see the top of this file. Returns false if the task is done.
     bool cancel(std::string msg = {}) override;
 

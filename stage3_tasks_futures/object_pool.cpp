@@ -1,0 +1,86 @@
+// Stage 3: Futures and Tasks. The small-block pool (see object_pool.hpp).
+#include "stage3_tasks_futures/object_pool.hpp"
+
+#include <mutex>
+#include <new>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define AIO_POOL_BYPASS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define AIO_POOL_BYPASS 1
+#endif
+#endif
+#ifndef AIO_POOL_BYPASS
+#define AIO_POOL_BYPASS 0
+#endif
+
+namespace aio::pool {
+
+namespace {
+
+constexpr std::size_t kGranule = 16;
+constexpr std::size_t kClasses = 16;  // blocks of 16, 32, ... 256 bytes
+constexpr std::size_t kChunkSize = 256 * 1024;
+
+struct FreeBlock {
+    FreeBlock* next;
+};
+
+struct ThreadPool {
+    FreeBlock* free_lists[kClasses] = {};
+    char* next = nullptr;  // the unused rest of the current chunk
+    char* end = nullptr;
+};
+
+thread_local ThreadPool tl_pool;
+
+// Every chunk ever made, so that the memory stays reachable (leak checkers call it "still
+// reachable", not lost) after the thread that made it has exited.
+std::mutex chunks_mutex;
+std::vector<void*>& chunks() {
+    static auto* v = new std::vector<void*>;  // never destroyed: blocks may outlive statics
+    return *v;
+}
+
+void refill(ThreadPool& p) {
+    void* chunk = ::operator new(kChunkSize);
+    {
+        std::lock_guard<std::mutex> lock(chunks_mutex);
+        chunks().push_back(chunk);
+    }
+    p.next = static_cast<char*>(chunk);
+    p.end = p.next + kChunkSize;
+}
+
+}  // namespace
+
+void* allocate(std::size_t size) {
+    const std::size_t cls = (size + kGranule - 1) / kGranule;  // 1 for 1..16 bytes, ...
+    if (AIO_POOL_BYPASS || size == 0 || cls > kClasses) return ::operator new(size);
+    ThreadPool& p = tl_pool;
+    if (FreeBlock* b = p.free_lists[cls - 1]) {
+        p.free_lists[cls - 1] = b->next;
+        return b;
+    }
+    const std::size_t bytes = cls * kGranule;
+    if (static_cast<std::size_t>(p.end - p.next) < bytes) refill(p);  // the rest is too small: dropped
+    void* block = p.next;
+    p.next += bytes;
+    return block;
+}
+
+void deallocate(void* ptr, std::size_t size) noexcept {
+    const std::size_t cls = (size + kGranule - 1) / kGranule;
+    if (AIO_POOL_BYPASS || size == 0 || cls > kClasses) {
+        ::operator delete(ptr);
+        return;
+    }
+    ThreadPool& p = tl_pool;
+    auto* b = static_cast<FreeBlock*>(ptr);
+    b->next = p.free_lists[cls - 1];
+    p.free_lists[cls - 1] = b;
+}
+
+}  // namespace aio::pool
