@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "stage2_custom_loop/event_loop.hpp"
+#include "tests/loop_test_support.hpp"
 
 namespace {
 
-using Log = std::vector<std::string>;
+using namespace loop_test_support;
 
 // Counts live instances (constructed, copied or moved, minus destroyed), to see whether
 // the callables the loop stores are freed.
@@ -27,20 +28,6 @@ struct Probe {
     Probe(Probe&&) noexcept { ++live; }
     Probe& operator=(const Probe&) = default;
     ~Probe() { --live; }
-};
-
-// Run exactly one pass of run_forever, whatever is scheduled (asyncio's rule: stop() before
-// run_forever() makes it run one pass). Unlike a bare run_once(), it never blocks waiting
-// for a far timer.
-void one_pass(aio::EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
-
-// The exception type a test callback throws, with an id to recognise it by.
-struct Marked : std::runtime_error {
-    explicit Marked(int id) : std::runtime_error("marked exception " + std::to_string(id)), id(id) {}
-    int id;
 };
 
 }  // namespace

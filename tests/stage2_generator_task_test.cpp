@@ -15,23 +15,15 @@
 
 #include "stage2_custom_loop/event_loop.hpp"
 #include "stage2_custom_loop/generator_task.hpp"
+#include "tests/loop_test_support.hpp"
 
 namespace {
+
+using namespace loop_test_support;
 
 using aio::generator_based::Coroutine;
 using aio::generator_based::sleep;
 using aio::generator_based::wait;
-using Log = std::vector<std::string>;
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-void one_pass(aio::EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
-
 // Counts live instances, to check what a coroutine frame holds is freed.
 struct Probe {
     static inline int live = 0;

@@ -12,15 +12,11 @@
 #include <vector>
 
 #include "stage2_custom_loop/event_loop.hpp"
+#include "tests/loop_test_support.hpp"
 
 namespace {
 
-using Log = std::vector<std::string>;
-
-void one_pass(aio::EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
+using namespace loop_test_support;
 
 // A Handle of our own, the way stage 3's Task is one: it logs when the loop runs it and
 // counts its on_cancel() calls.

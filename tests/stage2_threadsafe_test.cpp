@@ -13,12 +13,11 @@
 #include <vector>
 
 #include "stage2_custom_loop/event_loop.hpp"
+#include "tests/loop_test_support.hpp"
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using namespace loop_test_support;
 
 class CountingLoop : public aio::EventLoop {
 public:

@@ -14,19 +14,11 @@
 #include <vector>
 
 #include "stage2_custom_loop/event_loop.hpp"
+#include "tests/loop_test_support.hpp"
 
 namespace {
 
-using Log = std::vector<std::string>;
-
-void one_pass(aio::EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using namespace loop_test_support;
 
 // A loop that counts its waits and remembers the timeouts it was given: select() is the
 // seam stage 4 overrides, so a test may override it too.

@@ -20,10 +20,13 @@
 #include "stage3_tasks_futures/executor.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
+#include "tests/loop_test_support.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
+
+using namespace loop_test_support;
 
 // A door worker threads wait at until the test opens it. The wait gives up after 10 s, so
 // that a failing test ends instead of hanging while an executor joins a blocked worker.
@@ -50,10 +53,6 @@ private:
     std::condition_variable cv_;
     bool open_ = false;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Collect what the running loop reports (a callback's exception, a lost task), so a test
 // can check that nothing went wrong out of sight. `errors` must outlive the loop.

@@ -13,33 +13,14 @@
 
 #include "stage3_tasks_futures/future.hpp"
 #include "stage3_tasks_futures/task.hpp"
+#include "tests/loop_test_support.hpp"
 
 namespace {
 
-using Log = std::vector<std::string>;
+using namespace loop_test_support;
 
 // One pass of the loop, with the loop running (so get_running_loop() works inside), never
 // blocking on a far timer: asyncio's "stop() before run_forever() runs exactly one pass".
-void one_pass(aio::EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
-
-std::string what_of(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-        return x.what();
-    } catch (...) {
-        return "?";
-    }
-}
-
-struct Marked : std::runtime_error {
-    explicit Marked(int id) : std::runtime_error("marked " + std::to_string(id)), id(id) {}
-    int id;
-};
-
 // The coroutines below are free functions taking their state by pointer or by value: a
 // capturing lambda coroutine is one of g++ 12's miscompiled patterns.
 

@@ -18,30 +18,11 @@
 #include "stage3_tasks_futures/queues.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
+#include "tests/stage3_test_support.hpp"
 
 namespace {
 
-using aio::Coroutine;
-using aio::Ref;
-using Tasks = std::vector<Ref<aio::TaskBase>>;
-
-// Let the ready tasks run until they wait again.
-Coroutine<> settle() {
-    for (int i = 0; i < 3; ++i) co_await aio::sleep(0);
-}
-
-// Run a scenario on a new loop, for two seconds at most: a scenario stuck at some await
-// (not only in all_done) is cancelled there and fails with TimeoutError.
-template <typename T>
-T run_limited(Coroutine<T> scenario) {
-    return aio::run(aio::wait_for(std::move(scenario), 2.0));
-}
-
-// Wait until every task is done, for a second at most.
-Coroutine<> all_done(Tasks tasks) {
-    auto result = co_await aio::wait(std::move(tasks), 1.0);
-    if (!result.pending.empty()) throw std::runtime_error("a task still waits after 1 s: a wakeup was lost");
-}
+using namespace stage3_test_support;
 
 // ---------------------------------------------------------------------- producer/consumer
 

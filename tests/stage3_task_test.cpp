@@ -21,34 +21,11 @@
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/task.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
+#include "tests/loop_test_support.hpp"
 
 namespace {
 
-using Log = std::vector<std::string>;
-
-void one_pass(aio::EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string what_of(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-        return x.what();
-    } catch (...) {
-        return "?";
-    }
-}
-
-struct Marked : std::runtime_error {
-    explicit Marked(int id) : std::runtime_error("marked " + std::to_string(id)), id(id) {}
-    int id;
-};
+using namespace loop_test_support;
 
 // Counts live instances, to see that a destroyed coroutine frame ran its locals' destructors.
 struct Probe {

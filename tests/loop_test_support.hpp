@@ -1,0 +1,45 @@
+// Helpers shared by the tests of stage 2 and later: driving a loop by hand, timing, and
+// reading exceptions. Header-only; included by tests/stage2_*.cpp and tests/stage3_*.cpp.
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "stage2_custom_loop/event_loop.hpp"
+
+namespace loop_test_support {
+
+using Log = std::vector<std::string>;
+
+// Exactly one pass of the loop, whatever is scheduled (asyncio's rule: stop() before
+// run_forever() makes it run one pass). Unlike a bare run_once(), it never blocks waiting
+// for a far timer.
+inline void one_pass(aio::EventLoop& loop) {
+    loop.stop();
+    loop.run_forever();
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+inline std::string what_of(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return "?";
+    }
+}
+
+// An exception that says which test step threw it.
+struct Marked : std::runtime_error {
+    explicit Marked(int id) : std::runtime_error("marked " + std::to_string(id)), id(id) {}
+    int id;
+};
+
+}  // namespace loop_test_support
