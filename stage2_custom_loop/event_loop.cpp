@@ -19,6 +19,9 @@ thread_local EventLoop* tl_running_loop = nullptr;
 // when it holds more than 100 timers and more than half of them are cancelled.
 constexpr std::size_t kMinScheduledTimerHandles = 100;
 constexpr double kMinCancelledTimerHandlesFraction = 0.5;
+// And never wait longer than a day at once: a timer centuries away (or at infinity) would
+// overflow the conversion to the clock's nanoseconds. CPython's MAXIMUM_SELECT_TIMEOUT.
+constexpr double kMaximumSelectTimeout = 24 * 3600;
 
 // Heap order: earliest deadline first, then first scheduled first (std heaps are max-heaps,
 // so "greater" puts the smallest on top).
@@ -101,7 +104,7 @@ void EventLoop::drop_cancelled_timers() {
 // the earliest timer if there is one, else for as long as it takes.
 std::optional<double> EventLoop::compute_timeout() const {
     if (!ready_.empty() || stopping_) return 0.0;
-    if (!timers_.empty()) return std::min(std::max(0.0, timers_.front().when - time()), 24.0 * 3600);
+    if (!timers_.empty()) return std::min(std::max(0.0, timers_.front().when - time()), kMaximumSelectTimeout);
     return std::nullopt;
 }
 
