@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "stage1_generators/demo.hpp"
 #include "stage1_generators/network_io.hpp"
 #include "stage1_generators/polling_loop.hpp"
 
@@ -23,14 +24,7 @@ void usage(const char* prog) {
         prog);
 }
 
-struct Stopwatch {
-    std::chrono::steady_clock::time_point wall0 = std::chrono::steady_clock::now();
-    std::clock_t cpu0 = std::clock();
-    double wall() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count(); }
-    double cpu() const { return double(std::clock() - cpu0) / CLOCKS_PER_SEC; }
-};
-
-void report(const Stopwatch& sw, const char* extra = "") {
+void report(const aio::Stopwatch& sw, const char* extra = "") {
     std::printf("   wall %.2f s   cpu %.2f s%s\n", sw.wall(), sw.cpu(), extra);
 }
 
@@ -38,25 +32,7 @@ void report(const Stopwatch& sw, const char* extra = "") {
 
 int main(int argc, char** argv) {
     double seconds = 1.0;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            return 0;
-        } else if (a == "--quick") {
-            seconds = 0.2;
-        } else if (a == "--seconds" && i + 1 < argc) {
-            char* end = nullptr;
-            seconds = std::strtod(argv[++i], &end);
-            if (*end != '\0' || !(seconds >= 0) || seconds > 3600) {
-                std::fprintf(stderr, "error: --seconds wants a number of seconds from 0 to 3600, got '%s'\n", argv[i]);
-                return 2;
-            }
-        } else {
-            std::fprintf(stderr, "error: unknown argument '%s' (try --help)\n", argv[i]);
-            return 2;
-        }
-    }
+    if (int status = aio::parse_demo_options(argc, argv, seconds, 0.2, usage); status >= 0) return status;
 
     std::printf("Stage 1: generator coroutines on a polling loop\n");
     std::printf("Each mocked request takes %.2f s.\n\n", seconds);
@@ -64,7 +40,7 @@ int main(int argc, char** argv) {
     std::printf("== One after another: each request runs to the end before the next starts ==\n");
     for (int n = 1; n <= 3; ++n) {
         std::printf("%d request(s):\n", n);
-        Stopwatch sw;
+        aio::Stopwatch sw;
         for (int i = 0; i < n; ++i) {
             auto coro = aio::easy_coroutine(i, seconds);
             while (coro.next()) {
@@ -80,7 +56,7 @@ int main(int argc, char** argv) {
         std::printf("%d request(s):\n", n);
         aio::PollingLoop<std::string> loop;
         for (int i = 0; i < n; ++i) loop.add(aio::easy_coroutine(i, seconds));
-        Stopwatch sw;
+        aio::Stopwatch sw;
         for (const std::string& r : loop.run()) std::printf("   %s\n", r.c_str());
         last_wall = sw.wall();
         last_cpu = sw.cpu();

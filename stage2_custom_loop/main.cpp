@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "stage1_generators/demo.hpp"
 #include "stage2_custom_loop/event_loop.hpp"
 #include "stage2_custom_loop/generator_task.hpp"
 
@@ -27,13 +28,6 @@ void usage(const char* prog) {
         "  --quick      S = 0.2, for `make run`\n",
         prog);
 }
-
-struct Stopwatch {
-    std::chrono::steady_clock::time_point wall0 = std::chrono::steady_clock::now();
-    std::clock_t cpu0 = std::clock();
-    double wall() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count(); }
-    double cpu() const { return double(std::clock() - cpu0) / CLOCKS_PER_SEC; }
-};
 
 // [docs:demo_coroutine]
 // The first article's coroutine, as a generator coroutine on the loop.
@@ -56,7 +50,7 @@ void first_article(double seconds) {
     int count = 0;
     std::vector<Coroutine<>> coros;
     for (int i = 0; i < 10; ++i) coros.push_back(easy_coroutine(i, seconds, &count));
-    Stopwatch sw;
+    aio::Stopwatch sw;
     loop.run_until_complete(wait(std::move(coros)));
     double wall = sw.wall(), cpu = sw.cpu();
     std::printf("   wall %.2f s   cpu %.3f s\n", wall, cpu);
@@ -76,7 +70,7 @@ void second_article(double seconds) {
         // stop(). Our watchdog does, three sleeps later, so the demo can go on.
         loop.call_later(3 * seconds, [&loop] { loop.stop(); }, "watchdog");
         std::printf("   loop.run_forever() with two tasks and no stop()...\n");
-        Stopwatch sw;
+        aio::Stopwatch sw;
         loop.run_forever();
         std::printf(
             "   ...returned after %.2f s only because a watchdog called stop(). The tasks were done\n"
@@ -87,14 +81,14 @@ void second_article(double seconds) {
         aio::EventLoop loop;
         auto t1 = loop.create_task(coro(1, seconds));
         t1->add_done_callback([&loop] { loop.stop(); });
-        Stopwatch sw;
+        aio::Stopwatch sw;
         loop.run_forever();
         std::printf("   With a done-callback that calls stop(): %s, after %.2f s.\n", t1->result().c_str(), sw.wall());
     }
     std::printf("\n== 2b. The fix: run_until_complete(wait(...)) ==\n");
     for (int n = 2; n <= 3; ++n) {
         aio::EventLoop loop;
-        Stopwatch sw;
+        aio::Stopwatch sw;
         std::vector<std::string> results;
         if (n == 2)
             results = loop.run_until_complete(wait(coro(1, seconds), coro(2, seconds)));
@@ -133,25 +127,7 @@ void blocking_flaw(double seconds) {
 
 int main(int argc, char** argv) {
     double seconds = 1.0;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            return 0;
-        } else if (a == "--quick") {
-            seconds = 0.2;
-        } else if (a == "--seconds" && i + 1 < argc) {
-            char* end = nullptr;
-            seconds = std::strtod(argv[++i], &end);
-            if (*end != '\0' || !(seconds >= 0) || seconds > 3600) {
-                std::fprintf(stderr, "error: --seconds wants a number of seconds from 0 to 3600, got '%s'\n", argv[i]);
-                return 2;
-            }
-        } else {
-            std::fprintf(stderr, "error: unknown argument '%s' (try --help)\n", argv[i]);
-            return 2;
-        }
-    }
+    if (int status = aio::parse_demo_options(argc, argv, seconds, 0.2, usage); status >= 0) return status;
     std::printf("Stage 2: an event loop with a ready queue and timers\n\n");
     first_article(seconds);
     second_article(seconds);

@@ -42,4 +42,17 @@ struct Marked : std::runtime_error {
     int id;
 };
 
+// What the loop's exception handler was told: capture_reports() installs a handler that
+// records each report, so a test can check what was reported and that nothing else was.
+struct Report {
+    std::string message;
+    std::string exception;  // what(), or empty
+};
+using Reports = std::vector<Report>;
+inline void capture_reports(aio::EventLoop& loop, Reports* reports) {
+    loop.set_exception_handler([reports](aio::EventLoop&, const aio::ExceptionContext& c) {
+        reports->push_back(Report{c.message, c.exception ? what_of(c.exception) : std::string()});
+    });
+}
+
 }  // namespace loop_test_support

@@ -23,17 +23,6 @@ namespace {
 
 using namespace loop_test_support;
 
-struct Report {
-    std::string message;
-    std::string exception;
-};
-using Reports = std::vector<Report>;
-void capture_reports(aio::EventLoop& loop, Reports* reports) {
-    loop.set_exception_handler([reports](aio::EventLoop&, const aio::ExceptionContext& c) {
-        reports->push_back(Report{c.message, c.exception ? what_of(c.exception) : std::string()});
-    });
-}
-
 // ---- coroutines (free functions with by-value parameters; state through pointers) ----
 
 aio::Coroutine<int> immediate(int v) { co_return v; }

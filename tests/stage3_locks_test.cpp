@@ -37,19 +37,6 @@ struct Occupancy {
     void leave() { --inside; }
 };
 
-// The three ways a waiter's cancellation can meet the wakeup it waits for.
-enum class When {
-    cancel_then_wake,         // cancelled while waiting; the wakeup comes in the same pass
-    cancel_settle_then_wake,  // cancelled, and gone from the line, before the wakeup
-    wake_then_cancel,         // woken, then cancelled in the same pass, before it could run
-};
-
-std::vector<std::pair<When, const char*>> all_whens() {
-    return {{When::cancel_then_wake, "cancelled while waiting, woken in the same pass"},
-            {When::cancel_settle_then_wake, "cancelled and gone before the wakeup"},
-            {When::wake_then_cancel, "woken, then cancelled before it ran"}};
-}
-
 // ------------------------------------------------------------------------------------ Lock
 
 Coroutine<> hold_lock(aio::Lock lock, int id, double seconds, Occupancy* occ) {

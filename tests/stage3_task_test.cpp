@@ -36,18 +36,6 @@ struct Probe {
     int* live;
 };
 
-// What the exception handler was told.
-struct Report {
-    std::string message;
-    std::string exception;  // what(), or empty
-};
-using Reports = std::vector<Report>;
-void capture_reports(aio::EventLoop& loop, Reports* reports) {
-    loop.set_exception_handler([reports](aio::EventLoop&, const aio::ExceptionContext& c) {
-        reports->push_back(Report{c.message, c.exception ? what_of(c.exception) : std::string()});
-    });
-}
-
 // ---- coroutines used by the tests (free functions: no capturing lambda coroutines) ----
 
 aio::Coroutine<int> immediate(int v) { co_return v; }

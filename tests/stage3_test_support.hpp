@@ -33,4 +33,17 @@ inline Coroutine<> all_done(Tasks tasks) {
     if (!result.pending.empty()) throw std::runtime_error("a task still waits after 1 s: a wakeup was lost");
 }
 
+// The three ways a waiter's cancellation can meet the wakeup it waits for.
+enum class When {
+    cancel_then_wake,         // cancelled while waiting; the wakeup comes in the same pass
+    cancel_settle_then_wake,  // cancelled, and gone from the line, before the wakeup
+    wake_then_cancel,         // woken, then cancelled in the same pass, before it could run
+};
+
+inline std::vector<std::pair<When, const char*>> all_whens() {
+    return {{When::cancel_then_wake, "cancelled while waiting, woken in the same pass"},
+            {When::cancel_settle_then_wake, "cancelled and gone before the wakeup"},
+            {When::wake_then_cancel, "woken, then cancelled before it ran"}};
+}
+
 }  // namespace stage3_test_support
