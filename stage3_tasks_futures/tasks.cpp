@@ -23,7 +23,7 @@ void GatheringFuture::child_done(FutureBase& child) {
     }
     if (!return_exceptions_) {
         if (child.cancelled()) {
-            set_exception(std::make_exception_ptr(CancelledError("a child of gather() was cancelled")));
+            set_exception(cancelled_error_of(child));  // the child's own, as asyncio does
             orphan_the_rest();
             return;
         }
@@ -35,7 +35,7 @@ void GatheringFuture::child_done(FutureBase& child) {
     }
     if (finished_ < children_.size()) return;
     if (cancel_requested_)
-        FutureBase::cancel("gather() was cancelled");
+        FutureBase::cancel(cancel_message_);
     else
         set_result();
 }
@@ -58,7 +58,10 @@ bool GatheringFuture::cancel(std::string msg) {
     for (auto& c : children_)
         if (c->cancel(msg)) any = true;
     // The children's cancellations arrive through child_done, which then finishes us.
-    if (any) cancel_requested_ = true;
+    if (any) {
+        cancel_requested_ = true;
+        cancel_message_ = std::move(msg);
+    }
     return any;
 }
 // [/docs:gathering_future]

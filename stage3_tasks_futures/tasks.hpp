@@ -95,9 +95,19 @@ value_or_none_t<typename F::value_type> result_or_none(F& f) {
         return f.result();
     }
 }
+// A cancelled future's CancelledError, message and all (asyncio's _make_cancelled_error).
+// exception() raises it rather than returning it, so catch it: this is the rare path.
+inline std::exception_ptr cancelled_error_of(FutureBase& f) {
+    try {
+        f.exception();
+    } catch (const CancelledError&) {
+        return std::current_exception();
+    }
+    return std::make_exception_ptr(CancelledError());
+}
 template <typename F>
 ResultOrException<typename F::value_type> result_or_exception(F& f) {
-    if (f.cancelled()) return std::make_exception_ptr(CancelledError());
+    if (f.cancelled()) return cancelled_error_of(f);
     if (auto e = f.exception()) return e;
     return result_or_none(f);
 }
@@ -145,6 +155,7 @@ private:
     std::size_t finished_ = 0;
     bool return_exceptions_;
     bool cancel_requested_ = false;
+    std::string cancel_message_;  // what cancel(msg) was given, for the CancelledError at the end
 };
 
 struct ReturnExceptions {};
@@ -297,18 +308,21 @@ Coroutine<awaitable_result_t<Aw>> wait_for(Aw aw, double timeout) {
     Ref<TimerHandle> timer = loop.call_later(timeout, [waiter] { release_waiter(waiter); }, "wait_for timeout");
     CallbackTokens tokens;
     tokens.add(*fut, [waiter] { release_waiter(waiter); });
-    bool cancelled = false;
+    std::exception_ptr cancelled;  // we were cancelled: cancel the inner one too, then re-raise
     try {
         co_await waiter;
-    } catch (const CancelledError&) {  // we were cancelled: cancel the inner one too
-        cancelled = true;
+    } catch (const CancelledError&) {
+        cancelled = std::current_exception();
     }
     timer->cancel();
     if (fut->done()) co_return fut->result();
     tokens.clear();
     Coroutine<> cancelling = detail::cancel_and_wait(fut);
     co_await std::move(cancelling);
-    if (cancelled) throw CancelledError();
+    if (cancelled) std::rethrow_exception(cancelled);
+    // The awaitable may catch its CancelledError and still finish, with a value or another
+    // error: then that is the outcome, as in asyncio. Only a real cancellation is a timeout.
+    if (!fut->cancelled()) co_return fut->result();
     throw TimeoutError("wait_for: timed out after " + std::to_string(timeout) + " s; the awaitable was cancelled");
 }
 // [/docs:wait_for]

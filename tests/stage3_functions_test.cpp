@@ -564,12 +564,13 @@ TEST_CASE("gather: with return_exceptions over a vector, a cancelled child gives
     capture_reports(loop, &reports);
     Child c;
     auto cancelled = aio::create_task(loop, child(10.0, 0, &c));
-    cancelled->cancel();
+    cancelled->cancel("not needed");
     auto r = loop.run_until_complete(gather_vector_return_exceptions(cancelled));
     REQUIRE(r.size() == 3);
     REQUIRE(what_of(std::get<std::exception_ptr>(r[0])) == "marked 4");
     REQUIRE(std::get<0>(r[1]) == 5);
     REQUIRE_THROWS_AS(std::rethrow_exception(std::get<std::exception_ptr>(r[2])), aio::CancelledError);
+    REQUIRE(what_of(std::get<std::exception_ptr>(r[2])) == "not needed");  // the child's own message
     one_pass(loop);
     REQUIRE(reports.empty());  // the exceptions were retrieved by gather
 }
@@ -592,6 +593,29 @@ TEST_CASE("gather: without return_exceptions the first exception propagates; the
     REQUIRE_FALSE(g.slow.cancelled);
 }
 
+aio::Coroutine<std::string> gather_outcome(aio::Ref<aio::Task<int>> a, aio::Ref<aio::Task<int>> b) {
+    try {
+        co_await aio::gather(a, b);
+    } catch (const aio::CancelledError& e) {
+        co_return "CancelledError: " + e.message();
+    }
+    co_return "no error";
+}
+
+TEST_CASE("gather: a child cancelled on its own raises that child's CancelledError in the awaiter", "[stage3]") {
+    aio::EventLoop loop;
+    Child a, b;
+    auto ta = aio::create_task(loop, child(10.0, 1, &a));
+    auto tb = aio::create_task(loop, child(0.001, 2, &b));
+    auto t = aio::create_task(loop, gather_outcome(ta, tb));
+    one_pass(loop);
+    REQUIRE(ta->cancel("a is not wanted"));
+    REQUIRE(loop.run_until_complete(t) == "CancelledError: a is not wanted");
+    REQUIRE_FALSE(t->cancelled());  // gather failed; the task that awaited it caught that and returned
+    loop.run_until_complete(tb);    // the other child was left running, as in asyncio
+    REQUIRE(b.finished);
+}
+
 TEST_CASE("gather: cancelling the task that awaits a gather cancels its children", "[stage3]") {
     aio::EventLoop loop;
     Child a, b;
@@ -601,11 +625,12 @@ TEST_CASE("gather: cancelling the task that awaits a gather cancels its children
         one_pass(loop);  // the children start sleeping
         REQUIRE(a.started);
         REQUIRE(b.started);
-        REQUIRE(t->cancel());
+        REQUIRE(t->cancel("enough"));
         while (!t->done()) one_pass(loop);
         REQUIRE(t->cancelled());
         REQUIRE(a.cancelled);
         REQUIRE(b.cancelled);
+        REQUIRE_THROWS_WITH(t->result(), "enough");  // the message went down and came back up
     }
     SECTION("before the children have started") {
         one_pass(loop);
@@ -852,6 +877,50 @@ TEST_CASE("wait_for: cancelling the task that waits cancels the inner awaitable 
     REQUIRE(outer->cancelled());
     REQUIRE(inner->cancelled());
     REQUIRE(c.cancelled);
+}
+
+// Catches the cancellation wait_for sends on timeout and finishes anyway: with a value
+// (fail == false) or with a different error.
+aio::Coroutine<int> shrugs_off_cancel(int v, bool fail) {
+    bool was_cancelled = false;
+    try {
+        co_await aio::sleep(10.0);
+    } catch (const aio::CancelledError&) {
+        was_cancelled = true;
+    }
+    if (!was_cancelled) co_return -1;
+    if (fail) throw Marked(v);
+    co_return v;
+}
+
+TEST_CASE("wait_for: an awaitable that catches the cancellation and finishes gives its own outcome", "[stage3]") {
+    aio::EventLoop loop;
+    // asyncio returns fut.result() after cancelling: the value, or the other error.
+    REQUIRE(loop.run_until_complete(wait_for_outcome(shrugs_off_cancel(42, false), 0.01)) == "value 42");
+    REQUIRE(loop.run_until_complete(wait_for_outcome(shrugs_off_cancel(7, true), 0.01)) == "Marked: marked 7");
+}
+
+aio::Coroutine<std::string> cancel_message_of_wait_for(aio::Ref<aio::Task<int>> inner) {
+    try {
+        co_await aio::wait_for(inner, 10.0);
+    } catch (const aio::CancelledError& e) {
+        co_return "CancelledError: " + e.message();
+    }
+    co_return "no cancellation";
+}
+
+TEST_CASE("wait_for: when the waiting task is cancelled, its own CancelledError (and message) comes out", "[stage3]") {
+    aio::EventLoop loop;
+    Child c;
+    auto inner = aio::create_task(loop, child(10.0, 1, &c));
+    auto outer = aio::create_task(loop, cancel_message_of_wait_for(inner));
+    one_pass(loop);
+    one_pass(loop);
+    REQUIRE(outer->cancel("stop now"));
+    auto t0 = std::chrono::steady_clock::now();
+    while (!outer->done() && seconds_since(t0) < 5.0) one_pass(loop);
+    REQUIRE(outer->result() == "CancelledError: stop now");
+    REQUIRE(inner->cancelled());
 }
 
 // ------------------------------------------------------------------------ as_completed
