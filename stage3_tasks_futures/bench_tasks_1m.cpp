@@ -177,21 +177,28 @@ void child_tasks(long n) {
         f.create_s, f.total_s, f.cpu_s, f.run_s, f.rss_before_kb, f.rss_created_kb, f.hwm_kb);
 }
 
-// Where a task's memory goes: every allocation made while creating n tasks, by size.
+// Where a task's memory goes: every allocation made while creating n tasks, by size: the
+// small-block pool's (frames and tasks) and operator new's (everything else).
+long g_pool_by_size[aio::pool::kMaxPooledSize + 1];
+
 aio::Coroutine<> alloc_main(long n) {
     std::vector<aio::Ref<aio::Task<>>> tasks;
     tasks.reserve(std::size_t(n));
+    for (std::size_t s = 0; s <= aio::pool::kMaxPooledSize; ++s) g_pool_by_size[s] = -aio::pool::requests(s);
     g_counting = true;
     for (long i = 0; i < n; ++i) tasks.push_back(aio::create_task(empty()));
     g_counting = false;
+    for (std::size_t s = 0; s <= aio::pool::kMaxPooledSize; ++s) g_pool_by_size[s] += aio::pool::requests(s);
     for (auto& t : tasks) co_await t;
 }
 
 void child_alloc(long n) {
     aio::run(alloc_main(n));
     std::printf("MEASURED sizeof_task=%zu sizeof_ref=%zu\n", sizeof(aio::Task<void>), sizeof(aio::Ref<aio::Task<>>));
+    for (std::size_t s = 0; s <= aio::pool::kMaxPooledSize; ++s)
+        if (g_pool_by_size[s]) std::printf("ALLOC from=pool size=%zu count=%ld\n", s, g_pool_by_size[s]);
     for (std::size_t s = 0; s <= kMaxCountedSize; ++s)
-        if (g_alloc_by_size[s]) std::printf("ALLOC size=%zu count=%ld\n", s, g_alloc_by_size[s]);
+        if (g_alloc_by_size[s]) std::printf("ALLOC from=new size=%zu count=%ld\n", s, g_alloc_by_size[s]);
 }
 
 // ---- threads ------------------------------------------------------------------------------
@@ -581,26 +588,33 @@ int main(int argc, char** argv) {
 
     // ---- where a task's memory goes
     if (alloc) {
-        std::printf(
-            "\nwhere a task's memory goes: operator new calls while creating %s tasks, by size, and the block\n"
-            "glibc's malloc makes of each (8 B of header, rounded up to 16, at least 32)\n",
-            with_commas(kAllocProfileTasks).c_str());
-        double per_task_bytes = 0, per_task_blocks = 0, per_task_allocs = 0;
+        const std::string task_size = alloc->str("sizeof_task");
+        std::printf("\nwhere a task's memory goes: the allocations made while creating %s tasks, per task\n",
+                    with_commas(kAllocProfileTasks).c_str());
+        double per_task_heap = 0;
         for (auto& line : alloc->lines) {
             auto f = bench::parse_fields(line, "ALLOC");
             if (!f) continue;
-            const double size = std::strtod((*f)["size"].c_str(), nullptr);
-            const double block = std::max(32.0, double((long(size) + 8 + 15) / 16 * 16));
+            const bool pool = (*f)["from"] == "pool";
+            const long size = std::strtol((*f)["size"].c_str(), nullptr, 10);
+            // The pool's block, or glibc malloc's: 8 B of header, rounded up to 16, at least 32.
+            const double block = pool ? double(aio::pool::block_size(std::size_t(size)))
+                                      : std::max(32.0, double((size + 8 + 15) / 16 * 16));
             const double count = std::strtod((*f)["count"].c_str(), nullptr) / double(kAllocProfileTasks);
-            per_task_bytes += size * count;
-            per_task_blocks += block * count;
-            per_task_allocs += count;
-            if (count >= 0.01) std::printf("  %6.0f B (block %4.0f B) x %.3f per task\n", size, block, count);
+            per_task_heap += block * count;
+            const char* what = !pool                               ? "operator new (a container growing)"
+                               : std::to_string(size) == task_size ? "pool: the Task<void>"
+                                                                   : "pool: the coroutine frame";
+            if (count >= 0.01) std::printf("  %-36s %5ld B, block %5.0f B  x %.3f\n", what, size, block, count);
         }
-        std::printf(
-            "  per task: %.2f allocations, %.0f B asked for, %.0f B of heap; + 8 B for its slot in main's vector\n"
-            "  sizeof(Task<void>) = %s B\n",
-            per_task_allocs, per_task_bytes, per_task_blocks, alloc->str("sizeof_task").c_str());
+        // Main's vector was reserved before counting: one pointer per task. (The ready queue's
+        // pointer per task is in the operator new rows: its blocks, as the deque grows.)
+        std::printf("  %-36s %5zu B                x 1.000\n", "main's vector: one Ref", sizeof(void*));
+        per_task_heap += double(sizeof(void*));
+        std::printf("  total: %.0f B per task, %.1f MiB for 1,000,000; the 1/8 memory target allows %s\n",
+                    per_task_heap, per_task_heap * 1e6 / double(1 << 20),
+                    py_mem ? (bench::fmt(*py_mem / kTargetMemoryRatio, "%.1f") + " MiB").c_str()
+                           : "1/8 of CPython's (no Python figure in this run)");
     }
     return 0;
 }

@@ -21,7 +21,8 @@ namespace aio::pool {
 namespace {
 
 constexpr std::size_t kGranule = 16;
-constexpr std::size_t kClasses = 16;  // blocks of 16, 32, ... 256 bytes
+constexpr std::size_t kClasses = kMaxPooledSize / kGranule;  // blocks of 16, 32, ... 256 bytes
+static_assert(block_size(104) == 112 && block_size(64) == 64 && block_size(300) == 300);
 constexpr std::size_t kChunkSize = 256 * 1024;
 
 struct FreeBlock {
@@ -32,6 +33,7 @@ struct ThreadPool {
     FreeBlock* free_lists[kClasses] = {};
     char* next = nullptr;  // the unused rest of the current chunk
     char* end = nullptr;
+    long requests[kMaxPooledSize + 1] = {};  // by requested size: see requests()
 };
 
 thread_local ThreadPool tl_pool;
@@ -58,8 +60,9 @@ void refill(ThreadPool& p) {
 
 void* allocate(std::size_t size) {
     const std::size_t cls = (size + kGranule - 1) / kGranule;  // 1 for 1..16 bytes, ...
-    if (AIO_POOL_BYPASS || size == 0 || cls > kClasses) return ::operator new(size);
     ThreadPool& p = tl_pool;
+    if (size <= kMaxPooledSize) ++p.requests[size];
+    if (AIO_POOL_BYPASS || size == 0 || cls > kClasses) return ::operator new(size);
     if (FreeBlock* b = p.free_lists[cls - 1]) {
         p.free_lists[cls - 1] = b->next;
         return b;
@@ -82,5 +85,7 @@ void deallocate(void* ptr, std::size_t size) noexcept {
     b->next = p.free_lists[cls - 1];
     p.free_lists[cls - 1] = b;
 }
+
+long requests(std::size_t size) noexcept { return size <= kMaxPooledSize ? tl_pool.requests[size] : 0; }
 
 }  // namespace aio::pool

@@ -25,4 +25,15 @@ namespace aio::pool {
 void* allocate(std::size_t size);
 void deallocate(void* p, std::size_t size) noexcept;
 
+// The largest request the pool serves itself; bigger ones go straight to operator new.
+inline constexpr std::size_t kMaxPooledSize = 256;
+// The block a request of `size` bytes takes: rounded up to 16 (size itself above the max).
+constexpr std::size_t block_size(std::size_t size) noexcept {
+    return size > kMaxPooledSize ? size : (size + 15) / 16 * 16;
+}
+// How many times this thread has asked for exactly `size` bytes (sizes up to kMaxPooledSize;
+// counted under the sanitizers too). This is how bench_tasks_1m and the tests see what a
+// task is made of: an increment per allocation is cheap enough to leave on.
+long requests(std::size_t size) noexcept;
+
 }  // namespace aio::pool
