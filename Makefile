@@ -28,9 +28,11 @@ $(BIN)/tests_$(1): $(call obj_of,$(abspath $(wildcard tests/$(1)_*.cpp))) $(CATC
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $$^ $(LDLIBS) -o $$@
 endef
 $(foreach p,$(TEST_PREFIXES),$(eval $(call TEST_RULE,$(p))))
-# So that `make build/bin/tests_stage3` works from the root too (the rules name absolute paths).
+# So that `make build/bin/tests_stage3` works from the root too (the rules name absolute paths);
+# a stage's programs (demo, benches) are built by its own Makefile, so those build them all.
 ifeq ($(BUILD),$(ROOT)/build)
 build/bin/tests_%: $(BIN)/tests_% ;
+build/bin/%: all ;
 endif
 
 SAN_FLAGS  := -O0 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
