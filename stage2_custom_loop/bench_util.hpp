@@ -168,8 +168,8 @@ inline std::string count_label(long n) {
 
 // A field of /proc/self/status, in kB ("VmRSS" is resident memory now, "VmHWM" its peak,
 // "VmSize"/"VmPeak" the same for address space); -1 if it cannot be read (not Linux).
-inline long proc_status_kb(const char* field) {
-    std::ifstream in("/proc/self/status");
+inline long proc_status_kb(const char* field, const char* file = "/proc/self/status") {
+    std::ifstream in(file);
     std::string key = std::string(field) + ":";
     for (std::string line; std::getline(in, line);)
         if (line.rfind(key, 0) == 0) return std::strtol(line.c_str() + key.size(), nullptr, 10);

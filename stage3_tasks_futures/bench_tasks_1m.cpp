@@ -73,7 +73,7 @@ constexpr long kAllocProfileTasks = 10'000;
 
 struct Options {
     long count = 1'000'000;
-    int runs = 3;
+    int runs = 5;
     int python_runs = 1;
     long threads = 100'000;
     long threads_large = 1'000'000;
@@ -105,7 +105,7 @@ void usage(const char* prog) {
         "Targets (issue 4): total time at most 1/%.0f of CPython's; memory growth at most 1/%.0f.\n"
         "\n"
         "  --count N           tasks (default 1000000)\n"
-        "  --runs R            runs of ours (and of processes); the median is reported (default 3)\n"
+        "  --runs R            runs of ours (and of processes); the median is reported (default 5)\n"
         "  --python-runs R     runs of the Python side, ~10 s each (default 1)\n"
         "  --threads N         threads to start and join (default 100000)\n"
         "  --threads-large N   the larger thread count, 0 to skip it (default 1000000)\n"
@@ -144,6 +144,7 @@ aio::Coroutine<> empty() { co_return; }
 struct TasksFigures {
     double create_s = 0, total_s = 0, cpu_s = 0, run_s = 0;
     long rss_before_kb = 0, rss_created_kb = 0, hwm_kb = 0;
+    long huge_kb = -1;  // of the resident memory, how much is on transparent huge pages
 };
 
 // [docs:bench_tasks_1m]
@@ -156,6 +157,7 @@ aio::Coroutine<> tasks_main(long n, TasksFigures& f) {
     for (long i = 0; i < n; ++i) tasks.push_back(aio::create_task(empty()));
     f.create_s = bench::seconds_since(t0);
     f.rss_created_kb = bench::proc_status_kb("VmRSS");
+    f.huge_kb = bench::proc_status_kb("AnonHugePages", "/proc/self/smaps_rollup");  // object_pool.cpp
     // The first await suspends main, and the loop runs the N first steps in one pass (each
     // task finishes in its first step); main, woken by the first task, is queued behind them.
     // When it resumes, every task is done, and the other awaits do not suspend. asyncio
@@ -174,8 +176,8 @@ void child_tasks(long n) {
     f.hwm_kb = bench::proc_status_kb("VmHWM");
     std::printf(
         "MEASURED create_s=%.6f total_s=%.6f cpu_s=%.6f run_s=%.6f rss_before_kb=%ld rss_created_kb=%ld "
-        "hwm_kb=%ld\n",
-        f.create_s, f.total_s, f.cpu_s, f.run_s, f.rss_before_kb, f.rss_created_kb, f.hwm_kb);
+        "hwm_kb=%ld huge_kb=%ld\n",
+        f.create_s, f.total_s, f.cpu_s, f.run_s, f.rss_before_kb, f.rss_created_kb, f.hwm_kb, f.huge_kb);
 }
 
 // Where a task's memory goes: every allocation made while creating n tasks, by size: the
@@ -411,6 +413,7 @@ int main(int argc, char** argv) {
 
     // ---- ours
     std::vector<double> create, total, cpu, run, memory;
+    double huge_mib = -1;  // the last run's: how much of the memory was on huge pages
     for (int r = 1; r <= o.runs; ++r) {
         bench::progress("ours: run %d/%d (%ld tasks, fresh process)...", r, o.runs, o.count);
         auto m = measure("tasks", o.count);
@@ -423,8 +426,10 @@ int main(int argc, char** argv) {
         // right after creating the tasks.
         memory.push_back(
             kb_to_mib(long(std::max(m->num("hwm_kb"), m->num("rss_created_kb")) - m->num("rss_before_kb"))));
-        bench::progress(" created in %.1f ms, total %.1f ms (cpu %.1f ms, run() %.1f ms), memory +%.1f MiB\n",
-                        create.back(), total.back(), cpu.back(), run.back(), memory.back());
+        huge_mib = m->num("huge_kb") >= 0 ? kb_to_mib(long(m->num("huge_kb"))) : -1;
+        bench::progress(" created in %.1f ms, total %.1f ms (cpu %.1f ms, run() %.1f ms), memory +%.1f MiB%s\n",
+                        create.back(), total.back(), cpu.back(), run.back(), memory.back(),
+                        huge_mib >= 0 ? (" (" + bench::fmt(huge_mib, "%.0f") + " MiB on huge pages)").c_str() : "");
     }
     const double our_create = bench::median(create), our_total = bench::median(total), our_cpu = bench::median(cpu),
                  our_run = bench::median(run), our_mem = bench::median(memory);
@@ -551,7 +556,8 @@ int main(int argc, char** argv) {
                 with_commas(o.count).c_str());
     bench::Table table({{"", 28}, {"how many", 10}, {"creation time", 14}, {"memory", 12}, {"how", 0, true}});
     table.row({"coroutines: ours (Task)", with_commas(o.count), seconds_text(our_create / 1e3), mib_text(our_mem),
-               "create_task; memory: resident growth; median of " + std::to_string(o.runs)});
+               "create_task; memory: resident growth; median of " + std::to_string(o.runs) +
+                   (huge_mib >= 0 ? "; " + bench::fmt(huge_mib, "%.0f") + " MiB of it on huge pages" : "")});
     table.row({"coroutines: CPython asyncio", with_commas(o.count), py_create ? seconds_text(*py_create / 1e3) : "n/a",
                py_mem ? mib_text(*py_mem) : "n/a",
                o.python ? "create_task; memory: resident growth; median of " + std::to_string(o.python_runs)

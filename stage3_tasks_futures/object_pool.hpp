@@ -8,7 +8,8 @@
 // Why (measured with bench_tasks_1m and callgrind): creating a million tasks spent half of
 // its instructions in malloc, every call taking malloc's slow path because the memory was
 // fresh, and finishing them spent a third in free. Here a block is a pointer pop from a
-// per-size free list, or a bump of a pointer through a 256 KiB chunk, and freeing is a push.
+// per-size free list, or a bump of a pointer through a chunk, and freeing is a push. (Chunks
+// are 256 KiB at first, then 2 MiB on huge pages: object_pool.cpp says why.)
 //
 // The rules that keep it simple: sizes are rounded up to 16 bytes (the alignment operator new
 // guarantees), up to 256 bytes; larger requests go to operator new. Each thread has its own

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <vector>
 
 #include "stage3_tasks_futures/object_pool.hpp"
 #include "stage3_tasks_futures/task.hpp"
@@ -50,6 +51,27 @@ TEST_CASE("pool: each request is counted by its size, and its block is all usabl
     pool::deallocate(a, 40);
     pool::deallocate(b, 40);
     pool::deallocate(big, 300);
+}
+
+TEST_CASE("pool: past its first small chunks (on 2 MiB huge-page chunks), every block is usable and distinct",
+          "[stage3]") {
+    // 4 MiB of 48-byte blocks: more than the first 1 MiB of small chunks, so it crosses
+    // into the 2 MiB chunks and across one chunk boundary at least.
+    constexpr std::size_t kSize = 48, kCount = 4 * 1024 * 1024 / kSize;
+    std::vector<long*> blocks;
+    blocks.reserve(kCount);
+    for (std::size_t i = 0; i < kCount; ++i) {
+        auto* b = static_cast<long*>(pool::allocate(kSize));
+        std::memset(b, 0, kSize);
+        b[0] = long(i);
+        b[kSize / sizeof(long) - 1] = -long(i);  // the last word of the block too
+        blocks.push_back(b);
+    }
+    std::size_t wrong = 0;  // a block overlapping another would have been overwritten
+    for (std::size_t i = 0; i < kCount; ++i)
+        if (blocks[i][0] != long(i) || blocks[i][kSize / sizeof(long) - 1] != -long(i)) ++wrong;
+    REQUIRE(wrong == 0);
+    for (long* b : blocks) pool::deallocate(b, kSize);
 }
 
 TEST_CASE("pool: a task is two blocks, its Task and its coroutine's frame; waking it asks for none", "[stage3]") {
