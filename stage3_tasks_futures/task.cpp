@@ -113,7 +113,9 @@ void TaskBase::detach_from_closing_loop() {
     if (!done()) {
         report("Task was destroyed but it is pending!", nullptr);
         destroy_coroutine();
-        fut_waiter_ = nullptr;
+        // The future it waited on may outlive the loop (whoever holds it may still set it):
+        // it must not keep this task as a callback and try to schedule it on a dead loop.
+        if (fut_waiter_) std::exchange(fut_waiter_, nullptr)->remove_callback(this);
         clear_callbacks();
         exception_ = std::make_exception_ptr(CancelledError("the event loop was closed"));
         state_ = State::cancelled;

@@ -795,6 +795,29 @@ TEST_CASE("Task: a task still pending when its loop closes is reported and freed
     REQUIRE(log.empty());
 }
 
+TEST_CASE("Task: a future that outlives its loop forgets the task that was waiting on it", "[stage3]") {
+    int live = 0;
+    Reports reports;
+    aio::Ref<aio::Future<int>> f;
+    aio::Ref<aio::Task<int>> waiter;
+    {
+        aio::EventLoop loop;
+        capture_reports(loop, &reports);
+        f = aio::create_future<int>(loop);
+        waiter = aio::create_task(loop, probe_future_waiter(f, &live));
+        one_pass(loop);
+        REQUIRE(live == 1);  // suspended on f
+    }
+    REQUIRE(live == 0);
+    REQUIRE(reports.size() == 1);  // "Task was destroyed but it is pending!"
+    REQUIRE(waiter->cancelled());
+    // The waiter is no longer one of f's callbacks, so completing f schedules nothing on the
+    // destroyed loop (before the fix: a use-after-scope, which ASan reports).
+    REQUIRE_FALSE(f->remove_done_callback(aio::Ref<aio::Handle>(waiter.get())));
+    f->set_result(1);
+    REQUIRE(f->result() == 1);
+}
+
 // ---------------------------------------------------------------------------- lifetime
 
 TEST_CASE("Task: a cancelled task's timer never fires into a new task, wherever it is allocated", "[stage3]") {
