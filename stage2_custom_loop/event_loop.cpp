@@ -48,7 +48,10 @@ void TimerHandle::on_cancel() {
 
 EventLoop::EventLoop() = default;
 
-EventLoop::~EventLoop() { close(); }
+EventLoop::~EventLoop() {
+    close();
+    lifeline_->loop_ = nullptr;  // whoever still holds the lifeline now knows
+}
 
 double EventLoop::time() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();

@@ -46,6 +46,23 @@ struct ExceptionContext {
     std::exception_ptr exception;  // may be null
 };
 
+class EventLoop;
+
+// What stays behind when a loop is destroyed: a reference-counted note of whether it still
+// exists. Whoever may outlive the loop (stage 3's futures) holds one and asks it before
+// touching the loop, so that a future kept after its loop is gone fails with an error
+// instead of using freed memory. (In Python the question never arises: the loop object
+// lives as long as anything refers to it.)
+class LoopLifeline : public RefCounted {
+public:
+    EventLoop* loop() const noexcept { return loop_; }  // null once the loop is destroyed
+
+private:
+    friend class EventLoop;
+    explicit LoopLifeline(EventLoop* loop) : loop_(loop) {}
+    EventLoop* loop_;
+};
+
 class EventLoop {
 public:
     using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
@@ -127,13 +144,21 @@ public:
         auto future = ensure_future(*this, std::move(aw));
         // Stops the loop when the future is done, unless run_until_complete has returned.
         auto alive = std::make_shared<bool>(true);
-        future->add_done_callback([this, alive](auto&&...) {
+        auto token = future->add_done_callback([this, alive](auto&&...) {
             if (*alive) stop();
         });
+        // However we leave, take the callback off the future again (asyncio does, in a
+        // `finally`): the future may outlive this loop, and must carry nothing of ours.
+        // `alive` disarms a callback already scheduled, which can no longer be taken off.
         struct Disarm {
+            decltype(future)& fut;
+            decltype(token)& callback;
             std::shared_ptr<bool> alive;
-            ~Disarm() { *alive = false; }
-        } disarm{alive};
+            ~Disarm() {
+                *alive = false;
+                fut->remove_done_callback(callback);
+            }
+        } disarm{future, token, alive};
         run_forever();
         if (!future->done())
             throw RuntimeError("Event loop stopped before the future completed (someone called stop())");
@@ -162,6 +187,9 @@ public:
     void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
     void call_exception_handler(const ExceptionContext& context);
     void default_exception_handler(const ExceptionContext& context);
+
+    // This loop's lifeline (see LoopLifeline): the same object for the loop's whole life.
+    const Ref<LoopLifeline>& lifeline() const noexcept { return lifeline_; }
 
     // Where the loop's messages go (default: stderr), like asyncio's logger.
     void set_logger(Logger logger) { logger_ = std::move(logger); }
@@ -217,6 +245,7 @@ private:
     std::atomic<bool> threadsafe_pending_{false};  // threadsafe_ready_ may be non-empty
 
     std::vector<std::function<void()>> close_callbacks_;
+    Ref<LoopLifeline> lifeline_{new LoopLifeline(this)};
     ExceptionHandler exception_handler_;
     Logger logger_;
 };

@@ -16,6 +16,7 @@
 // nothing polls it. That is all stage 2 changes about stage 1's coroutines.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -61,17 +62,24 @@ public:
     virtual ~GeneratorTaskBase() = default;
     bool done() const noexcept { return done_; }
     // fn runs on a later pass once the task is done (at once, on the next pass, if it is).
-    void add_done_callback(std::function<void()> fn) {
+    // Returns a number for remove_done_callback.
+    std::uint64_t add_done_callback(std::function<void()> fn) {
+        const std::uint64_t id = ++last_callback_id_;
         if (done_)
             loop_.call_soon(std::move(fn), "GeneratorTask done callback");
         else
-            callbacks_.push_back(std::move(fn));
+            callbacks_.emplace_back(id, std::move(fn));
+        return id;
+    }
+    // Forget a callback that has not been scheduled yet; returns whether it was found.
+    bool remove_done_callback(std::uint64_t id) {
+        return std::erase_if(callbacks_, [id](const auto& c) { return c.first == id; }) > 0;
     }
 
 protected:
     void finish() {
         done_ = true;
-        for (auto& fn : callbacks_) loop_.call_soon(std::move(fn), "GeneratorTask done callback");
+        for (auto& c : callbacks_) loop_.call_soon(std::move(c.second), "GeneratorTask done callback");
         callbacks_.clear();
     }
     EventLoop& loop_;
@@ -79,7 +87,8 @@ protected:
 
 private:
     bool done_ = false;
-    std::vector<std::function<void()>> callbacks_;
+    std::uint64_t last_callback_id_ = 0;
+    std::vector<std::pair<std::uint64_t, std::function<void()>>> callbacks_;
 };
 
 template <typename R>

@@ -153,16 +153,21 @@ ThreadPoolExecutor& LoopExecutors::default_executor() {
 
 std::uint64_t LoopExecutors::track(Ref<FutureBase> fut) {
     const std::uint64_t id = ++next_id_;
-    in_flight_.emplace(id, std::move(fut));
+    in_flight_.emplace(id, InFlight{std::move(fut), nullptr});
     return id;
 }
 
 Ref<FutureBase> LoopExecutors::take(std::uint64_t id) {
     auto it = in_flight_.find(id);
     if (it == in_flight_.end()) return nullptr;
-    Ref<FutureBase> fut = std::move(it->second);
+    Ref<FutureBase> fut = std::move(it->second.future);
     in_flight_.erase(it);
     return fut;
+}
+
+void LoopExecutors::set_cancel_check(std::uint64_t id, Ref<Handle> callback) {
+    auto it = in_flight_.find(id);
+    if (it != in_flight_.end()) it->second.cancel_check = std::move(callback);
 }
 
 // [docs:loop_close]
@@ -184,7 +189,11 @@ void LoopExecutors::close() {
     //    shutdown(wait=True)); all their results are dropped.
     if (default_executor_) default_executor_->shutdown(true);
     // 3. Release the Futures still waiting for a result that can no longer come. This is the
-    //    loop's thread, the only one that may drop a Ref to them.
+    //    loop's thread, the only one that may drop a Ref to them. Whoever holds one may keep
+    //    it past the loop, so take our done-callback off: completing or cancelling it later
+    //    must have nothing to schedule on a loop that is gone.
+    for (auto& [id, call] : in_flight_)
+        if (call.cancel_check) call.future->remove_done_callback(call.cancel_check);
     in_flight_.clear();
 }
 // [/docs:loop_close]

@@ -157,6 +157,8 @@ public:
     // one before the old call's late result comes back.
     std::uint64_t track(Ref<FutureBase> fut);
     Ref<FutureBase> take(std::uint64_t id);  // null if the number is no longer tracked
+    // The done-callback run_in_executor put on the Future, taken off again at close.
+    void set_cancel_check(std::uint64_t id, Ref<Handle> callback);
 
     // The loop is closing: cut the link, join the default executor, drop the table.
     void close();
@@ -165,7 +167,11 @@ private:
     EventLoop& loop_;
     std::shared_ptr<LoopLink> link_;
     std::unique_ptr<ThreadPoolExecutor> default_executor_;
-    std::unordered_map<std::uint64_t, Ref<FutureBase>> in_flight_;
+    struct InFlight {
+        Ref<FutureBase> future;
+        Ref<Handle> cancel_check;
+    };
+    std::unordered_map<std::uint64_t, InFlight> in_flight_;
     std::uint64_t next_id_ = 0;
 };
 
@@ -286,13 +292,13 @@ Ref<Future<executor_result_t<F, Args...>>> run_in_executor(EventLoop& loop, Thre
         // CPython's _chain_future cancels the thread's future when the asyncio one is
         // cancelled (_call_check_cancel); here a done-callback raises a flag that the worker
         // checks before it starts, and forgets the Future, whose result nobody wants now.
-        fut->add_done_callback(
-            [cancelled, link = state.link(), id](FutureBase& f) {
-                if (!f.cancelled()) return;
-                cancelled->store(true, std::memory_order_relaxed);
-                detail::take_in_flight(*link, id);
-            },
-            "run_in_executor cancel check");
+        state.set_cancel_check(id, fut->add_done_callback(
+                                       [cancelled, link = state.link(), id](FutureBase& f) {
+                                           if (!f.cancelled()) return;
+                                           cancelled->store(true, std::memory_order_relaxed);
+                                           detail::take_in_flight(*link, id);
+                                       },
+                                       "run_in_executor cancel check"));
         pool.submit(detail::ExecutorCall<R, F, Args...>(state.link(), id, cancelled, std::move(fn),
                                                         std::tuple<Args...>(std::move(args)...)));
     } catch (...) {

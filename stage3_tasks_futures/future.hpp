@@ -39,11 +39,17 @@ protected:
     enum class State : std::uint8_t { pending, cancelled, finished };
 
 public:
-    explicit FutureBase(EventLoop& loop) : loop_(&loop) {}
+    explicit FutureBase(EventLoop& loop) : lifeline_(loop.lifeline()) {}
     FutureBase(const FutureBase&) = delete;
     FutureBase& operator=(const FutureBase&) = delete;
 
-    EventLoop& get_loop() const noexcept { return *loop_; }
+    // The loop it belongs to, closed or not. A future can outlive its loop (someone kept a
+    // Ref): once the loop is destroyed, this and everything that would schedule a callback
+    // raise RuntimeError, as asyncio's call_soon does on a closed loop.
+    EventLoop& get_loop() const {
+        if (EventLoop* loop = lifeline_->loop()) return *loop;
+        throw RuntimeError(name() + ": its event loop has been destroyed; nothing can be scheduled on it");
+    }
     bool done() const noexcept { return state_ != State::pending; }
     bool cancelled() const noexcept { return state_ == State::cancelled; }
 
@@ -81,7 +87,7 @@ public:
         Ref<DoneCallback> h(new DoneCallbackOf<F>(std::move(fn), name));
         if (done()) {
             h->future = Ref<FutureBase>(this);
-            loop_->add_callback(h);
+            get_loop().add_callback(h);
         } else {
             push_callback(h, true);
         }
@@ -131,7 +137,7 @@ protected:
         auto more = std::move(more_callbacks_);
         auto schedule = [this](Ref<Handle> h, bool is_user) {
             if (is_user) static_cast<DoneCallback&>(*h).future = Ref<FutureBase>(this);
-            loop_->add_callback(std::move(h));
+            get_loop().add_callback(std::move(h));
         };
         if (first) schedule(std::move(first), first_is_user);
         if (more)
@@ -146,12 +152,13 @@ protected:
     State state_ = State::pending;
     bool exception_retrieved_ = false;
     bool first_is_user_ = false;  // first_callback_ came from add_done_callback
-    EventLoop* loop_;
+    Ref<LoopLifeline> lifeline_;  // not the loop itself: see get_loop()
     // The exception it finished with; for a cancelled future, the CancelledError(msg).
     std::exception_ptr exception_;
 
 private:
     friend class TaskBase;
+    friend class GatheringFuture;  // marks orphaned children's exceptions as retrieved
     // A plain Future never sits in the ready queue; only a Task (which overrides this) does.
     void run() override {}
 

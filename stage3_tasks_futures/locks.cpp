@@ -146,9 +146,21 @@ Coroutine<> Semaphore::acquire_on(Ref<detail::SemaphoreState> state) {
         co_return;
     }
     detail::WaiterSlot slot(state->waiters);
+    // If this frame is destroyed while it waits (its task freed with its loop), no code
+    // after the co_await runs, only destructors: a unit release() already handed over
+    // must still come back, or it is lost for every later user of the semaphore.
+    struct GiveBackUnusedUnit {
+        detail::SemaphoreState& state;
+        detail::WaiterSlot& slot;
+        bool armed = true;
+        ~GiveBackUnusedUnit() {
+            if (armed && slot.woken()) ++state.value;  // (no waking from a destructor)
+        }
+    } give_back{*state, slot};
     try {
         co_await slot.future();
     } catch (...) {
+        give_back.armed = false;
         slot.leave();
         // release() had handed us a unit (see wake_up_next), but we will not use it: give it
         // back, and let it go to the next in line.
@@ -156,6 +168,7 @@ Coroutine<> Semaphore::acquire_on(Ref<detail::SemaphoreState> state) {
         state->wake_up_while_free();
         throw;
     }
+    give_back.armed = false;
     slot.leave();
     // Tasks may have queued behind us while a unit was free, only to keep FIFO order:
     // now that we have ours, let in as many of them as there are units.

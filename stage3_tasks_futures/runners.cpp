@@ -23,4 +23,19 @@ void cancel_all_tasks(EventLoop& loop) {
     }
 }
 
+namespace detail {
+
+void cancel_all_tasks_reporting_failure(EventLoop& loop) noexcept {
+    try {
+        cancel_all_tasks(loop);
+    } catch (...) {
+        try {
+            loop.call_exception_handler(ExceptionContext{"run(): cancelling the tasks left over failed", std::current_exception()});
+        } catch (...) {  // a handler that throws: nothing more can be done here
+        }
+    }
+}
+
+}  // namespace detail
+
 }  // namespace aio

@@ -16,22 +16,30 @@ namespace aio {
 // report those that ended with an exception nobody will now retrieve.
 void cancel_all_tasks(EventLoop& loop);
 
+namespace detail {
+// The same, while another exception is on its way out: a failure is reported to the loop's
+// exception handler instead of thrown.
+void cancel_all_tasks_reporting_failure(EventLoop& loop) noexcept;
+}  // namespace detail
+
 // [docs:run]
 template <typename T>
 T run(Coroutine<T> main, bool debug = false) {
     if (running_loop_or_null())
         throw RuntimeError("run() cannot be called while an event loop is running: co_await the coroutine instead");
-    EventLoop loop;
+    EventLoop loop;  // its destructor closes it, however we leave
     loop.set_debug(debug);
-    // Whatever happens (a result, an exception), clean up before the loop goes away.
-    struct Shutdown {
-        EventLoop& loop;
-        ~Shutdown() {
-            cancel_all_tasks(loop);
-            loop.close();
-        }
-    } shutdown{loop};
-    return loop.run_until_complete(create_task(loop, std::move(main)));
+    Ref<Task<T>> task = create_task(loop, std::move(main));
+    try {
+        loop.run_until_complete(task);
+    } catch (...) {
+        // main failed: clean up, then let its exception go on. A failure of the clean-up
+        // itself can only be reported now.
+        detail::cancel_all_tasks_reporting_failure(loop);
+        throw;
+    }
+    cancel_all_tasks(loop);  // if this fails, that propagates, as in asyncio.run
+    return task->result();
 }
 // [/docs:run]
 

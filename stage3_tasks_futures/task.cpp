@@ -41,7 +41,7 @@ public:
     static void remove(TaskBase& t) {
         if (t.registry_prev_) {
             t.registry_prev_->registry_next_ = t.registry_next_;
-        } else if (LoopTasks* lt = find(t.loop_)) {
+        } else if (LoopTasks* lt = find(t.lifeline_->loop())) {
             if (lt->head == &t) lt->head = t.registry_next_;
         }
         if (t.registry_next_) t.registry_next_->registry_prev_ = t.registry_prev_;
@@ -79,7 +79,10 @@ private:
         return *loops().back();
     }
     static void close_loop(EventLoop& loop) {
-        for (Ref<TaskBase>& t : live(loop)) t->detach_from_closing_loop();
+        // Again until none is left: freeing a coroutine runs its destructors, which may
+        // create a task (the loop is not closed yet while its close callbacks run).
+        for (auto tasks = live(loop); !tasks.empty(); tasks = live(loop))
+            for (Ref<TaskBase>& t : tasks) t->detach_from_closing_loop();
         auto& v = loops();
         v.erase(std::remove_if(v.begin(), v.end(), [&](auto& lt) { return lt->loop == &loop; }), v.end());
     }
@@ -96,13 +99,13 @@ TaskBase::~TaskBase() {
     else if (exception_unretrieved())
         report("Task exception was never retrieved", exception_);
     destroy_coroutine();
-    if (loop_) TaskRegistry::remove(*this);
+    TaskRegistry::remove(*this);
 }
 
 void TaskBase::report(const std::string& what, std::exception_ptr e) const {
     ExceptionContext context{what + " (task " + get_name() + ")", e};
-    if (loop_) {
-        loop_->call_exception_handler(context);
+    if (EventLoop* loop = lifeline_->loop()) {  // closed or not, it still has a handler
+        loop->call_exception_handler(context);
         return;
     }
     // The loop is gone: there is nobody else to tell.
@@ -121,7 +124,6 @@ void TaskBase::detach_from_closing_loop() {
         state_ = State::cancelled;
     }
     TaskRegistry::remove(*this);
-    loop_ = nullptr;
 }
 
 std::string TaskBase::get_name() const { return name_ ? *name_ : "Task-" + std::to_string(id_); }
@@ -150,7 +152,7 @@ bool TaskBase::cancel(std::string msg) {
 
 void TaskBase::wait_on(FutureBase& fut, CoroutinePromiseBase& at) {
     if (&fut == this) throw RuntimeError("Task " + get_name() + " cannot await itself: that would wait for ever");
-    if (fut.loop_ != loop_) throw RuntimeError("Task " + get_name() + " awaits a future of another event loop");
+    if (fut.lifeline_ != lifeline_) throw RuntimeError("Task " + get_name() + " awaits a future of another event loop");
     resume_at_ = &at;
     fut_waiter_ = Ref<FutureBase>(&fut);
     fut.add_waiter(Ref<Handle>(this));
@@ -160,7 +162,7 @@ void TaskBase::wait_on(FutureBase& fut, CoroutinePromiseBase& at) {
 
 void TaskBase::yield_at(CoroutinePromiseBase& at) {
     resume_at_ = &at;
-    loop_->add_callback(Ref<Handle>(this));
+    get_loop().add_callback(Ref<Handle>(this));
 }
 
 void TaskBase::throw_if_cancel_requested() {

@@ -41,15 +41,12 @@ void GatheringFuture::child_done(FutureBase& child) {
 }
 
 // gather has failed and its awaiter is told; the children still running will finish with
-// nobody to report to, and this future may be gone by then (it lives in the awaiting
-// coroutine). Each gets a callback of its own that takes its exception, so a later failure
-// counts as retrieved, as asyncio's gather does, instead of being reported as lost.
+// nobody to report to. Mark their exceptions as retrieved now, so a later failure is not
+// reported as lost, as asyncio's gather does (its callback calls exception()). A flag, not
+// a callback: a child may outlive the loop, and must carry nothing to schedule on it.
 void GatheringFuture::orphan_the_rest() {
     for (auto& c : children_)
-        if (!c->done())
-            c->add_done_callback([](FutureBase& f) {
-                if (!f.cancelled()) f.exception();
-            }, "gather: retrieve a late child's exception");
+        if (!c->done()) c->exception_retrieved_ = true;
 }
 
 bool GatheringFuture::cancel(std::string msg) {

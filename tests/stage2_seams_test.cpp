@@ -1,8 +1,8 @@
-// Stage 2 tests: the three seams stage 3 builds on. add_callback() queues a Handle that
-// already exists (a Task waits in the ready queue as itself); add_close_callback() lets what
-// belongs to a loop clean up while the loop can still schedule and cancel; and
-// Handle::cancel() calls on_cancel() exactly once, so a timer cancelled twice is counted once
-// by the heap's clean-up rule.
+// Stage 2 tests: the seams stage 3 builds on. add_callback() queues a Handle that already
+// exists (a Task waits in the ready queue as itself); add_close_callback() lets what belongs
+// to a loop clean up while the loop can still schedule and cancel; Handle::cancel() calls
+// on_cancel() exactly once, so a timer cancelled twice is counted once by the heap's
+// clean-up rule; and lifeline() tells whoever outlives the loop that it is gone.
 #include <catch2/catch.hpp>
 
 #include <cstddef>
@@ -304,4 +304,20 @@ TEST_CASE("add_close_callback: a callback that throws runs once, and the loop ca
     REQUIRE(runs == 1);
     REQUIRE(other == 1);
     delete loop;
+}
+
+TEST_CASE("lifeline: names the loop while it exists, and nothing once it is destroyed", "[stage2]") {
+    aio::Ref<aio::LoopLifeline> kept;
+    {
+        aio::EventLoop loop;
+        kept = loop.lifeline();
+        REQUIRE(kept->loop() == &loop);
+        REQUIRE(loop.lifeline() == kept);  // one lifeline for the loop's whole life
+        loop.close();
+        REQUIRE(kept->loop() == &loop);  // closed is not gone: a closed loop still answers
+    }
+    REQUIRE(kept->loop() == nullptr);
+    aio::EventLoop next;  // perhaps at the same address: a lifeline of its own
+    REQUIRE(next.lifeline() != kept);
+    REQUIRE(next.lifeline()->loop() == &next);
 }
