@@ -227,6 +227,7 @@ public:
         mutable std::optional<Yield> current_;
     };
     iterator begin() {
+        if (handle_ && handle_.done()) return iterator(nullptr);  // exhausted: Python's for just ends
         iterator it(this);
         return ++it;
     }
@@ -297,16 +298,32 @@ private:
         typename Generator<Yield, Send, SubReturn>::promise_type& sub;
         Base* root;
         bool move_result;
+        mutable bool suspended = false;
         bool await_ready() const noexcept { return false; }
         void await_suspend(std::coroutine_handle<>) const noexcept {
             sub.root = root;
             sub.parent = root->leaf;  // the generator running this co_await
             root->leaf = &sub;
+            suspended = true;
         }
         SubReturn await_resume() const {
             if (sub.exception) std::rethrow_exception(sub.exception);
             if (move_result) return sub.take_result();
             return sub.copy_result();
+        }
+        // The delegating frame is destroyed while it waits here (its owner dropped it), but a
+        // named `sub` may live on and be used on its own: it becomes the root of what is left
+        // of the chain below it, instead of pointing into frames that are gone. (sub.root,
+        // not `root`: an outer fix-up like this one may already have moved the chain's root.)
+        ~DelegateAwaiter() {
+            if (!suspended || sub.self.done()) return;
+            Base* innermost = sub.root->leaf;
+            for (Base* g = innermost;; g = g->parent) {
+                g->root = &sub;
+                if (g == &sub) break;
+            }
+            sub.parent = nullptr;
+            sub.leaf = innermost;
         }
     };
     // [/docs:yield_from]

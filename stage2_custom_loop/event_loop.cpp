@@ -85,9 +85,13 @@ void EventLoop::schedule_timer(Ref<TimerHandle> h) {
 void EventLoop::drop_cancelled_timers() {
     if (timers_.size() > kMinScheduledTimerHandles &&
         double(cancelled_timers_) / double(timers_.size()) > kMinCancelledTimerHandlesFraction) {
-        std::erase_if(timers_, [](TimerEntry& e) {
+        // Releasing a handle may run its callable's destructor, which may schedule a timer:
+        // release them only once the heap is whole again.
+        std::vector<Ref<TimerHandle>> dropped;
+        std::erase_if(timers_, [&dropped](TimerEntry& e) {
             if (!e.handle->cancelled()) return false;
             e.handle->scheduled_in_ = nullptr;
+            dropped.push_back(std::move(e.handle));
             return true;
         });
         std::make_heap(timers_.begin(), timers_.end(), Later{});
@@ -96,8 +100,9 @@ void EventLoop::drop_cancelled_timers() {
     }
     while (!timers_.empty() && timers_.front().handle->cancelled()) {
         std::pop_heap(timers_.begin(), timers_.end(), Later{});
-        timers_.back().handle->scheduled_in_ = nullptr;
+        Ref<TimerHandle> dropped = std::move(timers_.back().handle);  // (same reason)
         timers_.pop_back();
+        dropped->scheduled_in_ = nullptr;
         --cancelled_timers_;
     }
 }
@@ -122,6 +127,31 @@ void EventLoop::take_threadsafe_ready() {
     threadsafe_ready_.clear();
 }
 
+// A pass counts as running the loop, whether run_forever runs it or you call run_once():
+// its callbacks see get_running_loop(), and can neither nest a pass nor close the loop.
+struct EventLoop::RunningPass {
+    EventLoop& loop;
+    bool owns_running;
+    explicit RunningPass(EventLoop& l) : loop(l), owns_running(!l.running_) {
+        if (l.in_pass_)
+            throw RuntimeError("run_once() from a callback of the same loop: passes can't be nested; "
+                               "schedule the work with call_soon instead");
+        if (owns_running) {
+            l.check_not_running();  // another loop running on this thread
+            l.running_ = true;
+            tl_running_loop = &l;
+        }
+        l.in_pass_ = true;
+    }
+    ~RunningPass() {
+        loop.in_pass_ = false;
+        if (owns_running) {
+            loop.running_ = false;
+            tl_running_loop = nullptr;
+        }
+    }
+};
+
 // [docs:select]
 void EventLoop::select(std::optional<double> timeout) {
     if (timeout && *timeout <= 0) return;  // something is ready: don't wait at all
@@ -140,6 +170,7 @@ void EventLoop::write_to_self() { threadsafe_cv_.notify_one(); }
 // [docs:run_once]
 void EventLoop::run_once() {
     check_closed();  // nothing could ever wake a closed loop
+    RunningPass pass(*this);
     drop_cancelled_timers();
     take_threadsafe_ready();
 
@@ -172,13 +203,14 @@ void EventLoop::run_once() {
 // [/docs:run_once]
 
 void EventLoop::run_handle(Handle& h) {
-    auto start = debug_ ? time() : 0.0;
+    const bool timed = debug_;  // once: the callback may switch debug mode
+    auto start = timed ? time() : 0.0;
     try {
         h.run();
     } catch (...) {
         call_exception_handler(ExceptionContext{"Exception in callback " + h.name(), std::current_exception()});
     }
-    if (debug_) {
+    if (timed) {
         double took = time() - start;
         if (took >= slow_callback_duration) {
             char buf[64];
@@ -223,11 +255,13 @@ void EventLoop::close() {
     }
     close_callbacks_.clear();
     closed_ = true;
+    std::vector<Ref<Handle>> threadsafe_ready;
     {
         std::lock_guard<std::mutex> lock(threadsafe_mutex_);
         threadsafe_closed_ = true;
-        threadsafe_ready_.clear();
+        threadsafe_ready.swap(threadsafe_ready_);  // freed below, unlocked: a destructor may post
     }
+    threadsafe_ready.clear();
     // Releasing these frees whatever they own. Move them out first, so the loop's own
     // queues are already empty while those destructors run. (A destructor must not
     // schedule work: the loop is closed, and call_soon would throw.)
@@ -241,10 +275,15 @@ void EventLoop::close() {
 
 void EventLoop::log(std::string_view message) const {
     if (logger_) {
-        logger_(message);
-    } else {
-        std::fprintf(stderr, "%.*s\n", int(message.size()), message.data());
+        Logger logger = logger_;  // a copy: the logger may replace itself while it runs
+        try {
+            logger(message);
+            return;
+        } catch (...) {  // a broken logger must not take the loop down: fall back to stderr
+            std::fprintf(stderr, "(the loop's logger threw; the message follows)\n");
+        }
     }
+    std::fprintf(stderr, "%.*s\n", int(message.size()), message.data());
 }
 
 void EventLoop::default_exception_handler(const ExceptionContext& context) {
@@ -266,8 +305,9 @@ void EventLoop::call_exception_handler(const ExceptionContext& context) {
         default_exception_handler(context);
         return;
     }
+    ExceptionHandler handler = exception_handler_;  // a copy: it may replace itself while it runs
     try {
-        exception_handler_(*this, context);
+        handler(*this, context);
     } catch (...) {
         // A broken handler must not take the loop down; report both, as asyncio does.
         default_exception_handler(ExceptionContext{"Unhandled error in exception handler", std::current_exception()});

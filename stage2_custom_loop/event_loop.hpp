@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -106,6 +107,9 @@ public:
     template <typename F>
     Ref<TimerHandle> call_at(double when, F fn, const char* name = nullptr) {
         check_closed();
+        // NaN compares false with everything: in the heap it would break the ordering, never
+        // come due, and hold back every timer behind it.
+        if (when != when) throw std::invalid_argument("call_at/call_later: the deadline is NaN; pass a number of seconds");
         Ref<TimerHandle> h(new Callback<TimerHandle, F>(std::move(fn), name, when));
         schedule_timer(h);
         return h;
@@ -214,6 +218,7 @@ protected:
 
 private:
     friend class TimerHandle;
+    struct RunningPass;
     struct TimerEntry {
         double when;
         std::uint64_t seq;
@@ -237,6 +242,7 @@ private:
     bool stopping_ = false;
     bool closed_ = false;
     bool debug_ = false;
+    bool in_pass_ = false;  // inside run_once()
 
     std::mutex threadsafe_mutex_;
     std::condition_variable threadsafe_cv_;
