@@ -35,6 +35,14 @@ struct FunctionName {
     const char* value;
 };
 
+namespace detail {
+// Set while a task frees a coroutine frame (TaskBase::destroy_coroutine). A local whose
+// destructor throws then lands in unhandled_exception(), like an exception from the body,
+// but the promise that would keep it is freed a moment later: it is kept here instead, to
+// be reported. (Thread-local rather than a field: every frame would pay for a rare case.)
+inline thread_local std::exception_ptr* tl_thrown_while_freeing = nullptr;
+}  // namespace detail
+
 // The part of every coroutine's promise that Tasks and awaiters use.
 class CoroutinePromiseBase {
 public:
@@ -55,7 +63,13 @@ public:
     // Stay suspended at the end so the awaiter (or the task) can take the result; then the
     // owner destroys the frame.
     std::suspend_always final_suspend() const noexcept { return {}; }
-    void unhandled_exception() noexcept { exception = std::current_exception(); }
+    void unhandled_exception() noexcept {
+        if (std::exception_ptr* sink = detail::tl_thrown_while_freeing) {
+            if (!*sink) *sink = std::current_exception();  // the first one is reported
+            return;
+        }
+        exception = std::current_exception();
+    }
 };
 
 template <typename T>

@@ -204,7 +204,11 @@ void deliver(LoopLink& link, std::uint64_t id, Outcome<R>& outcome) {
     } else if constexpr (std::is_void_v<R>) {
         fut.set_result();
     } else {
-        fut.set_result(std::move(*outcome.value));
+        try {
+            fut.set_result(std::move(*outcome.value));
+        } catch (...) {  // the value's move threw: that is the outcome, or the Future waits for ever
+            if (!fut.done()) fut.set_exception(std::current_exception());
+        }
     }
 }
 
@@ -218,9 +222,18 @@ void post_outcome(const std::shared_ptr<LoopLink>& link, std::uint64_t id, Outco
             [link, id, outcome = std::move(outcome)]() mutable { deliver<R>(*link, id, outcome); },
             "run_in_executor result");
     } catch (...) {
-        // call_soon_threadsafe raises RuntimeError on a closed loop (the link rules that out,
-        // but the rule is cheap to keep) and may fail to allocate. Either way the loop cannot
-        // take the result: drop it, as CPython does for a closed loop.
+        // Moving the result into the callback threw (the value's move), or allocating it
+        // failed: send that failure instead, so that the Future does not wait for ever.
+        try {
+            Outcome<R> failed{std::nullopt, std::current_exception()};
+            link->loop->call_soon_threadsafe(
+                [link, id, failed = std::move(failed)]() mutable { deliver<R>(*link, id, failed); },
+                "run_in_executor result");
+        } catch (...) {
+            // call_soon_threadsafe raises RuntimeError on a closed loop (the link rules that
+            // out, but the rule is cheap to keep), or there is no memory left: the loop
+            // cannot be told, so the outcome is dropped, as CPython does for a closed loop.
+        }
     }
 }
 // [/docs:deliver]

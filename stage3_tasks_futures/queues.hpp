@@ -137,7 +137,12 @@ private:
                 throw;
             }
         }
-        co_return state->get_nowait();
+        try {
+            co_return state->get_nowait();
+        } catch (...) {  // taking the item failed (T's move threw): it stays, so pass the turn on
+            if (!state->items.empty()) State::wake_up_next(state->getters);
+            throw;
+        }
     }
     // [/docs:queue_get]
 

@@ -133,8 +133,13 @@ TaskBase* TaskBase::current() noexcept { return tl_current_task; }
 StepObserver* set_step_observer(StepObserver* observer) noexcept { return std::exchange(tl_step_observer, observer); }
 
 void TaskBase::destroy_coroutine() noexcept {
-    if (root_) std::exchange(root_, nullptr)->handle.destroy();
     resume_at_ = nullptr;
+    if (!root_) return;
+    std::exception_ptr thrown;  // by a local's destructor, as the frame is freed
+    std::exception_ptr* outer = std::exchange(detail::tl_thrown_while_freeing, &thrown);
+    std::exchange(root_, nullptr)->handle.destroy();
+    detail::tl_thrown_while_freeing = outer;
+    if (thrown) report("Exception while freeing the coroutine", thrown);  // not lost: asyncio says so too
 }
 
 // [docs:cancel]
@@ -142,7 +147,20 @@ bool TaskBase::cancel(std::string msg) {
     if (done()) return false;
     // Waiting on a future: cancel that, and the wakeup it causes raises CancelledError at
     // the await. (If the future is a gather, this cancels its children too.)
-    if (fut_waiter_ && fut_waiter_->cancel(msg)) return true;
+    if (fut_waiter_ && !cancelling_) {
+        cancelling_ = true;
+        struct Done {
+            bool& flag;
+            ~Done() { flag = false; }
+        } done_cancelling{cancelling_};
+        if (fut_waiter_->cancel(msg)) return true;
+    } else if (fut_waiter_) {
+        // Our own cancel came back round an await cycle (A awaits B, B awaits A): cancelling
+        // what we wait on again would recurse for ever. Stop waiting instead, and take the
+        // CancelledError at our await point on the next pass; whoever awaits us follows.
+        std::exchange(fut_waiter_, nullptr)->remove_callback(this);
+        get_loop().add_callback(Ref<Handle>(this));
+    }
     // Not waiting on anything (not started, or already scheduled to run): raise it at the
     // next step instead.
     exception_ = std::make_exception_ptr(CancelledError(std::move(msg)));  // see cancel_requested()
@@ -213,7 +231,13 @@ void TaskBase::finish(CoroutinePromiseBase* last) {
             mark_done(State::cancelled);
             return;
         }
-        take_result(*root_);
+        try {
+            take_result(*root_);
+        } catch (...) {  // moving the value into the task threw: the task fails with that
+            destroy_coroutine();
+            if (!done()) set_exception(std::current_exception());
+            return;
+        }
         destroy_coroutine();
         return;
     }

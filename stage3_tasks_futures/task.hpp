@@ -107,6 +107,7 @@ private:
     // does not otherwise use (one pointer less in every task; see cancel_requested()).
     std::uint32_t id_;                             // Task-<id>; 32 bits, it wraps after 4 billion
     bool started_ = false;
+    bool cancelling_ = false;                      // inside cancel(): see there
     std::unique_ptr<std::string> name_;            // only if set: most tasks keep "Task-<id>"
     TaskBase* registry_prev_ = nullptr;            // all_tasks(): a list per loop
     TaskBase* registry_next_ = nullptr;
@@ -117,13 +118,24 @@ class Task final : public BasicFuture<T, TaskBase> {
 public:
     Task(EventLoop& loop, Coroutine<T> coro) : BasicFuture<T, TaskBase>(loop, &coro.release("create_task").promise()) {}
 
+    // Only its coroutine decides a task's outcome (co_return, or an exception); asyncio's
+    // Task refuses these two as well.
+    template <typename... V>
+    [[noreturn]] void set_result(V&&...) {
+        throw RuntimeError("Task does not support set_result(): its coroutine's co_return gives the result");
+    }
+    [[noreturn]] void set_exception(std::exception_ptr) {
+        throw RuntimeError("Task does not support set_exception(): an exception its coroutine throws fails it");
+    }
+
 private:
     void take_result(CoroutinePromiseBase& root) override {
+        using Value = BasicFuture<T, TaskBase>;
         auto& p = static_cast<CoroutinePromise<T>&>(root);
         if constexpr (std::is_void_v<T>) {
-            this->set_result();
+            Value::set_result();
         } else {
-            this->set_result(p.take_result());
+            Value::set_result(p.take_result());
         }
     }
 };
