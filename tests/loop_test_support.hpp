@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -53,6 +54,14 @@ inline void capture_reports(aio::EventLoop& loop, Reports* reports) {
     loop.set_exception_handler([reports](aio::EventLoop&, const aio::ExceptionContext& c) {
         reports->push_back(Report{c.message, c.exception ? what_of(c.exception) : std::string()});
     });
+}
+
+// How many reports mention `text`.
+inline std::size_t count_reports(const Reports& reports, const std::string& text) {
+    std::size_t n = 0;
+    for (auto& r : reports)
+        if (r.message.find(text) != std::string::npos) ++n;
+    return n;
 }
 
 }  // namespace loop_test_support

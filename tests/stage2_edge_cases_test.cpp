@@ -33,60 +33,18 @@
 #include "stage1_generators/polling_loop.hpp"
 #include "stage2_custom_loop/event_loop.hpp"
 #include "stage2_custom_loop/generator_task.hpp"
+#include "tests/fork_test_support.hpp"
 #include "tests/loop_test_support.hpp"
 
 namespace {
 
 using namespace loop_test_support;
+using fork_test_support::in_child;
 using aio::generator_based::Coroutine;
 using aio::generator_based::TaskRef;
 using aio::generator_based::Wakeup;
 
 // ------------------------------------------------------------------------------ helpers
-
-// Runs body() in a forked child, which is killed by SIGALRM after `timeout` seconds.
-// body returns 0 for success or a code of its own (>= 10) naming what went wrong; an
-// exception escaping it is code 3, a sanitizer report is usually exit code 1. Returns
-// "ok" or a description of how the child ended.
-template <typename Body>
-std::string in_child(Body body, double timeout = 1.0) {
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    if (pid < 0) return "fork failed";
-    if (pid == 0) {
-        // Catch2's handlers would report a crash of the child as a failure of the parent's
-        // test (and print a second summary): let a signal simply end the child.
-        for (int sig : {SIGALRM, SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTERM}) std::signal(sig, SIG_DFL);
-        itimerval t{};
-        t.it_value.tv_sec = static_cast<long>(timeout);
-        t.it_value.tv_usec = static_cast<long>((timeout - double(t.it_value.tv_sec)) * 1e6);
-        ::setitimer(ITIMER_REAL, &t, nullptr);
-        int code = 3;
-        try {
-            code = body();
-        } catch (...) {
-        }
-        std::fflush(nullptr);
-        ::_exit(code);
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-    }
-    if (WIFEXITED(status)) {
-        const int code = WEXITSTATUS(status);
-        if (code == 0) return "ok";
-        if (code == 1) return "exit code 1 (a sanitizer report? see stderr)";
-        if (code == 3) return "exit code 3 (an exception escaped)";
-        return "exit code " + std::to_string(code);
-    }
-    if (WIFSIGNALED(status)) {
-        const int sig = WTERMSIG(status);
-        std::string out = "killed by signal " + std::to_string(sig) + " (" + ::strsignal(sig) + ")";
-        if (sig == SIGALRM) out += ": it hung";
-        return out;
-    }
-    return "ended oddly";
-}
 
 // Counts live instances (copies and moves included). Single-threaded use only.
 struct Probe {

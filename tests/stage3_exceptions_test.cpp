@@ -36,12 +36,14 @@
 #include "stage3_tasks_futures/queues.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
+#include "tests/fork_test_support.hpp"
 #include "tests/loop_test_support.hpp"
 #include "tests/stage3_test_support.hpp"
 
 namespace {
 
 using namespace loop_test_support;
+using fork_test_support::in_child;
 using aio::Coroutine;
 using aio::Ref;
 
@@ -56,41 +58,9 @@ struct Probe {
     int* live;
 };
 
-// Runs fn in a forked child and says how the child ended: "ok", "exit N" (fn threw: 3), or
-// "signal N". For scenarios whose failure is a crash, so that it fails one test, not the run.
-std::string in_child(void (*fn)()) {
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    if (pid < 0) return "fork failed";
-    if (pid == 0) {
-        for (int s : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) std::signal(s, SIG_DFL);
-        try {
-            fn();
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "in_child: %s\n", e.what());
-            ::_exit(3);
-        } catch (...) {
-            ::_exit(3);
-        }
-        ::_exit(0);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    if (WIFEXITED(status)) return WEXITSTATUS(status) == 0 ? "ok" : "exit " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-    return "unknown";
-}
-
 // In a child: fail (exit 3) with a message unless cond holds.
 void child_require(bool cond, const char* what) {
     if (!cond) throw std::runtime_error(what);
-}
-
-std::size_t count_reports(const Reports& reports, const std::string& text) {
-    std::size_t n = 0;
-    for (auto& r : reports)
-        if (r.message.find(text) != std::string::npos) ++n;
-    return n;
 }
 
 // The int a `throw 42;` threw, or -1 if e holds something else.
