@@ -21,6 +21,7 @@
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
 #include "tests/loop_test_support.hpp"
+#include "tests/stage3_test_support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -28,31 +29,7 @@ namespace {
 
 using namespace loop_test_support;
 
-// A door worker threads wait at until the test opens it. The wait gives up after 10 s, so
-// that a failing test ends instead of hanging while an executor joins a blocked worker.
-class Gate {
-public:
-    void open() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            open_ = true;
-        }
-        cv_.notify_all();
-    }
-    void wait() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait_for(lock, 10s, [this] { return open_; });
-    }
-    bool is_open() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return open_;
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    bool open_ = false;
-};
+using stage3_test_support::Gate;
 
 // Collect what the running loop reports (a callback's exception, a lost task), so a test
 // can check that nothing went wrong out of sight. `errors` must outlive the loop.

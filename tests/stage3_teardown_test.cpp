@@ -751,26 +751,7 @@ TEST_CASE("teardown: a task created while its loop closes ends up done, not pend
 
 namespace {
 
-// A door worker threads wait at; gives up after 5 s so a failing test cannot hang.
-class Gate {
-public:
-    void open() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            open_ = true;
-        }
-        cv_.notify_all();
-    }
-    void wait() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait_for(lock, 5s, [this] { return open_; });
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    bool open_ = false;
-};
+using stage3_test_support::Gate;
 
 int slow_five(std::atomic<int>* started, std::atomic<bool>* finished) {
     ++*started;

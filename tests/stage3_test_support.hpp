@@ -1,7 +1,10 @@
-// Helpers shared by the stage 3 tests of locks and queues: nothing waits without a limit, so
-// a lost wakeup fails a test instead of hanging it.
+// Helpers shared by the stage 3 tests: nothing waits without a limit, so a lost wakeup fails
+// a test instead of hanging it.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -45,5 +48,31 @@ inline std::vector<std::pair<When, const char*>> all_whens() {
             {When::cancel_settle_then_wake, "cancelled and gone before the wakeup"},
             {When::wake_then_cancel, "woken, then cancelled before it ran"}};
 }
+
+// A door worker threads wait at until the test opens it. The wait gives up after 10 s, so
+// that a failing test ends instead of hanging while an executor joins a blocked worker.
+class Gate {
+public:
+    void open() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            open_ = true;
+        }
+        cv_.notify_all();
+    }
+    void wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait_for(lock, std::chrono::seconds(10), [this] { return open_; });
+    }
+    bool is_open() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return open_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool open_ = false;
+};
 
 }  // namespace stage3_test_support
