@@ -1,9 +1,10 @@
 // Stage 1 and 2 edge cases: tests written to find crashes, hangs, undefined behaviour, leaks
 // and differences from asyncio in the generator coroutines and the callback event loop.
 // Each test asserts what asyncio (or plain memory safety) requires. A comment that starts
-// "Was a bug" tells what went wrong, and where, before the fix the test now guards. A
-// scenario that would crash, corrupt the heap or hang the whole test binary runs in a
-// forked child (in_child below), so that it fails alone.
+// "Was a bug" tells what went wrong, and where, before the fix the test now guards (its
+// file:line references are to the code before that fix). A scenario that would crash,
+// corrupt the heap or hang the whole test binary runs in a forked child (in_child), so that
+// it fails alone.
 #include <catch2/catch.hpp>
 
 #include <sys/time.h>

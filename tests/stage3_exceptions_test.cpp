@@ -9,8 +9,9 @@
 // has an answer, ours must be the same.
 //
 // A comment that starts "Was a bug" tells what went wrong, and where, before the fix the
-// test now guards. Scenarios whose failure is a crash (stack overflow, use
-// after free, std::terminate) run in a forked child, so that they fail one test, not the run.
+// test now guards (its file:line references are to the code before that fix). Scenarios
+// whose failure is a crash (stack overflow, use after free, std::terminate) run in a forked
+// child, so that they fail one test, not the run.
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>

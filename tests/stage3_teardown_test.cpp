@@ -9,7 +9,8 @@
 // then lands, visibly, in the second one's ready queue (and under ASan the first loop's
 // leftovers would touch the first loop's freed state).
 //
-// Each test whose comment says "Was a bug" failed before its fix. The scenarios that would
+// Each test whose comment says "Was a bug" failed before its fix (file:line references in
+// those comments are to the code before that fix). The scenarios that would
 // crash the whole run if they came back (a null or dangling loop pointer) run in a forked
 // child, so they fail alone.
 #include <catch2/catch.hpp>
