@@ -1,6 +1,7 @@
 // Stage 3: Futures and Tasks. The errors asyncio names.
 //
-// Adds:    CancelledError, InvalidStateError, TimeoutError.
+// Adds:    CancelledError, InvalidStateError, TimeoutError, and ExceptionGroup (Python's
+//          built-in, which a TaskGroup raises).
 // Mirrors: Lib/asyncio/exceptions.py. As there, CancelledError is not a kind of ordinary
 //          error: it derives from std::exception directly, not from std::runtime_error, so
 //          code that catches runtime errors to recover does not swallow a cancellation.
@@ -10,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace aio {
 
@@ -26,6 +28,18 @@ private:
     std::string msg_;
 };
 
+// Whether `e` holds a CancelledError (false for null).
+inline bool is_cancelled_error(const std::exception_ptr& e) noexcept {
+    if (!e) return false;
+    try {
+        std::rethrow_exception(e);
+    } catch (const CancelledError&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
 // An operation that is not allowed in the Future's current state, such as setting the
 // result of a Future that is already done, or reading the result of one that is not.
 class InvalidStateError : public std::logic_error {
@@ -33,10 +47,45 @@ public:
     using std::logic_error::logic_error;
 };
 
-// wait_for() ran out of time (the awaitable has been cancelled).
+// A timeout() scope's deadline passed and what it was running has been cancelled (raised
+// by timeout(), timeout_at(), wait_for(), and as_completed()'s next()).
 class TimeoutError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
+};
+
+// Several errors at once: what a TaskGroup raises when its tasks (or its body) failed,
+// every failure kept, in the order they happened. Python's built-in ExceptionGroup; C++ has
+// no `except*`, so look through exceptions() (rethrow each to catch it by type).
+class ExceptionGroup : public std::runtime_error {
+public:
+    ExceptionGroup(const std::string& message, std::vector<std::exception_ptr> exceptions)
+        : std::runtime_error(describe(message, exceptions)), message_(message), exceptions_(std::move(exceptions)) {}
+    // The group's own message ("unhandled errors in a TaskGroup"); what() adds the count and
+    // each exception's what().
+    const std::string& message() const noexcept { return message_; }
+    const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+private:
+    static std::string describe(const std::string& message, const std::vector<std::exception_ptr>& exceptions) {
+        std::string out = message + " (" + std::to_string(exceptions.size()) + " sub-exception" +
+                          (exceptions.size() == 1 ? "" : "s");
+        const char* sep = ": ";
+        for (const auto& e : exceptions) {
+            out += sep;
+            sep = "; ";
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& x) {
+                out += x.what();
+            } catch (...) {
+                out += "(an exception that is not a std::exception)";
+            }
+        }
+        return out + ")";
+    }
+    std::string message_;
+    std::vector<std::exception_ptr> exceptions_;
 };
 
 }  // namespace aio

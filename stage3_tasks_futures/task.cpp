@@ -145,6 +145,8 @@ void TaskBase::destroy_coroutine() noexcept {
 // [docs:cancel]
 bool TaskBase::cancel(std::string msg) {
     if (done()) return false;
+    // Count the request (not our own, come back round an await cycle: see below).
+    if (!cancelling_ && cancels_requested_ != UINT16_MAX) ++cancels_requested_;
     // Waiting on a future: cancel that, and the wakeup it causes raises CancelledError at
     // the await. (If the future is a gather, this cancels its children too.)
     if (fut_waiter_ && !cancelling_) {
@@ -167,6 +169,12 @@ bool TaskBase::cancel(std::string msg) {
     return true;
 }
 // [/docs:cancel]
+
+unsigned TaskBase::uncancel() noexcept {
+    // (A done task's exception_ is its outcome, not a request: leave it.)
+    if (cancels_requested_ > 0 && --cancels_requested_ == 0 && cancel_requested()) take_cancel_request();
+    return cancels_requested_;
+}
 
 void TaskBase::wait_on(FutureBase& fut, CoroutinePromiseBase& at) {
     if (&fut == this) throw RuntimeError("Task " + get_name() + " cannot await itself: that would wait for ever");

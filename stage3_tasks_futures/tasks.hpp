@@ -2,12 +2,14 @@
 //
 // Adds:    sleep(delay[, result]), gather(...) (variadic -> tuple, vector -> vector, with or
 //          without return_exceptions), wait(fs, timeout, return_when), wait_for(aw,
-//          timeout), as_completed(fs).
-// Mirrors: the functions of the same names in Lib/asyncio/tasks.py, and _GatheringFuture.
+//          timeout) (on timeouts.hpp's scope), shield(aw), as_completed(fs, timeout).
+// Mirrors: the functions of the same names in Lib/asyncio/tasks.py (3.12), and
+//          _GatheringFuture.
 //
-// Each of them is a coroutine that waits on one private Future (a "waiter") which
+// Most of them are a coroutine that waits on one private Future (a "waiter") which
 // done-callbacks on the children complete at the right moment. That is the whole trick:
-// combinators are callbacks plus one future to await.
+// combinators are callbacks plus one future to await. wait_for is the exception since 3.12:
+// a timeout scope around a single await.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "stage3_tasks_futures/task.hpp"
+#include "stage3_tasks_futures/timeouts.hpp"
 
 namespace aio {
 
@@ -295,81 +298,154 @@ Coroutine<> cancel_and_wait(Ref<F> fut) {
     fut->cancel();
     co_await waiter;
 }
+
+template <typename T>
+Coroutine<T> wait_for_no_time(Coroutine<T> coro);
+template <typename F>
+Coroutine<typename F::value_type> wait_for_no_time(Ref<F> fut);
 }  // namespace detail
 
 // [docs:wait_for]
-// asyncio.wait_for: the awaitable's result, or, after `timeout` seconds, cancel it, wait
-// for it to finish cancelling, and raise TimeoutError.
+// asyncio.wait_for (3.12): `co_await aw` inside a timeout(timeout) scope, so a coroutine runs
+// in the current task and a future or task is awaited directly. When the time is up, the
+// awaitable is cancelled (a task is then waited for until it has finished cancelling) and
+// TimeoutError is raised; if it caught the cancellation and finished anyway, its value or
+// error is the outcome. A cancellation of the awaiting task always comes out as
+// CancelledError, even if the awaitable finished in the same pass. timeout <= 0: an
+// awaitable not done yet is cancelled (a coroutine is never started) and TimeoutError
+// raised at once. nullopt: no limit.
 template <typename Aw>
-Coroutine<awaitable_result_t<Aw>> wait_for(Aw aw, double timeout) {
-    EventLoop& loop = get_running_loop();
-    auto fut = ensure_future(loop, std::move(aw));
-    Ref<Future<>> waiter = create_future(loop);
-    Ref<TimerHandle> timer = loop.call_later(timeout, [waiter] { release_waiter(waiter); }, "wait_for timeout");
-    CallbackTokens tokens;
-    tokens.add(*fut, [waiter] { release_waiter(waiter); });
-    std::exception_ptr cancelled;  // we were cancelled: cancel the inner one too, then re-raise
-    try {
-        co_await waiter;
-    } catch (const CancelledError&) {
-        cancelled = std::current_exception();
-    }
-    timer->cancel();
-    if (fut->done()) co_return fut->result();
-    tokens.clear();
-    Coroutine<> cancelling = detail::cancel_and_wait(fut);
-    co_await std::move(cancelling);
-    if (cancelled) std::rethrow_exception(cancelled);
-    // The awaitable may catch its CancelledError and still finish, with a value or another
-    // error: then that is the outcome, as in asyncio. Only a real cancellation is a timeout.
-    if (!fut->cancelled()) co_return fut->result();
-    throw TimeoutError("wait_for: timed out after " + std::to_string(timeout) + " s; the awaitable was cancelled");
+Coroutine<awaitable_result_t<Aw>> wait_for(Aw aw, std::optional<double> timeout) {
+    if (timeout && *timeout <= 0) return detail::wait_for_no_time(std::move(aw));
+    return detail::timeout_scope<awaitable_result_t<Aw>>(timeout, true, "wait_for", std::move(aw));
 }
 // [/docs:wait_for]
+
+namespace detail {
+// wait_for with no time left: a coroutine has not started, so it is not done, and it never
+// will start (asyncio 3.12 makes it a task and cancels that before its first step).
+template <typename T>
+Coroutine<T> wait_for_no_time(Coroutine<T> coro) {
+    Coroutine<T> never_started = std::move(coro);  // freed, unstarted, with this frame
+    throw TimeoutError("wait_for: the timeout is 0 or less, so the coroutine was not started");
+    co_return co_await std::move(never_started);  // (not reached: makes this a coroutine of T)
+}
+// A future that is done gives its outcome; one that is not is cancelled first.
+template <typename F>
+Coroutine<typename F::value_type> wait_for_no_time(Ref<F> fut) {
+    if (!fut->done()) {
+        Coroutine<> cancelling = cancel_and_wait(fut);
+        co_await std::move(cancelling);
+        if (fut->cancelled())
+            throw TimeoutError("wait_for: the timeout is 0 or less and the awaitable was not done: it was cancelled");
+    }
+    co_return fut->result();
+}
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------- shield
+
+// [docs:shield]
+// asyncio.shield: a future with aw's outcome, whose cancellation leaves aw running. A task
+// awaiting it and cancelled gets CancelledError at once; aw (a coroutine becomes a task)
+// goes on, and its result, or failure, is then nobody's (not reported as lost).
+template <typename Aw>
+Ref<Future<awaitable_result_t<Aw>>> shield(Aw aw) {
+    using T = awaitable_result_t<Aw>;
+    using Inner = typename detail::awaitable_traits<Aw>::future_type;
+    Ref<Inner> inner = ensure_future(get_running_loop(), std::move(aw));
+    Ref<Future<T>> outer = create_future<T>(inner->get_loop());
+    // Only inner -> outer: the outer future holds nothing, so nothing is kept alive in a
+    // cycle if neither is ever done.
+    auto pass_on = [outer](FutureBase& done) {
+        auto& f = static_cast<Inner&>(done);
+        if (outer->cancelled()) {
+            if (!f.cancelled()) f.exception();  // counts as retrieved
+            return;
+        }
+        if (f.cancelled()) {
+            outer->cancel();
+        } else if (auto e = f.exception()) {
+            outer->set_exception(e);
+        } else if constexpr (std::is_void_v<T>) {
+            outer->set_result();
+        } else {
+            outer->set_result(f.result());
+        }
+    };
+    if (inner->done())
+        pass_on(*inner);
+    else
+        inner->add_done_callback(std::move(pass_on), "shield");
+    return outer;
+}
+// [/docs:shield]
 
 // ---------------------------------------------------------------------------- as_completed
 
 // asyncio.as_completed: `co_await next()` gives the results in the order the futures
-// finish (each result, or its exception thrown), size() times.
+// finish (each result, or its exception thrown), size() times. With a timeout (seconds from
+// now), once it has passed, each next() still owed raises TimeoutError instead, after the
+// results that arrived in time; the futures themselves are not cancelled (as in asyncio).
 template <typename F>
 class AsCompleted {
 public:
-    explicit AsCompleted(std::vector<Ref<F>> fs) : remaining_(fs.size()) {
+    explicit AsCompleted(std::vector<Ref<F>> fs, std::optional<double> timeout = std::nullopt)
+        : remaining_(fs.size()), unfinished_(fs.size()) {
         for (auto& f : fs)
             tokens_.add(*f, [this](FutureBase& done) {
                 finished_.push_back(Ref<F>(static_cast<F*>(&done)));
+                if (--unfinished_ == 0 && timer_) timer_->cancel();
                 if (waiter_) release_waiter(waiter_);
             });
+        if (timeout && !fs.empty())
+            timer_ = fs.front()->get_loop().call_later(*timeout, [this] { on_timeout(); }, "as_completed timeout");
     }
     AsCompleted(const AsCompleted&) = delete;
     AsCompleted& operator=(const AsCompleted&) = delete;
+    ~AsCompleted() {
+        if (timer_) timer_->cancel();
+    }
 
     std::size_t size() const noexcept { return remaining_; }
 
     Coroutine<typename F::value_type> next() {
         if (remaining_ == 0) throw std::out_of_range("as_completed: every future has already been returned");
-        if (finished_.empty()) {
+        if (finished_.empty() && !timed_out_) {
             waiter_ = create_future();
             Ref<Future<>> w = waiter_;
             co_await w;
             waiter_ = nullptr;
         }
+        --remaining_;
+        if (finished_.empty())
+            throw TimeoutError("as_completed: the timeout passed before the next future finished (they still run)");
         Ref<F> f = std::move(finished_.front());
         finished_.pop_front();
-        --remaining_;
         co_return f->result();
     }
 
 private:
-    std::size_t remaining_;
+    // Futures finishing from now on are not given: forget them, and wake a waiting next().
+    void on_timeout() {
+        timed_out_ = true;
+        timer_ = nullptr;
+        tokens_.clear();
+        if (waiter_) release_waiter(waiter_);
+    }
+
+    std::size_t remaining_;   // next() calls still owed
+    std::size_t unfinished_;  // futures not finished yet
+    bool timed_out_ = false;
     std::deque<Ref<F>> finished_;
     Ref<Future<>> waiter_;
-    CallbackTokens tokens_;  // last: removed first, before what the callbacks point into
+    Ref<TimerHandle> timer_;  // the timeout, if any (cancelled by the destructor)
+    CallbackTokens tokens_;   // last: removed first, before what the callbacks point into
 };
 
 template <typename F>
-AsCompleted<F> as_completed(std::vector<Ref<F>> fs) {
-    return AsCompleted<F>(std::move(fs));
+AsCompleted<F> as_completed(std::vector<Ref<F>> fs, std::optional<double> timeout = std::nullopt) {
+    return AsCompleted<F>(std::move(fs), timeout);
 }
 
 }  // namespace aio

@@ -1152,15 +1152,15 @@ TEST_CASE("teardown: a loop closed while wait_for waits for a cancelled awaitabl
         REQUIRE(live == 2);
         REQUIRE(t->cancel());
         loop.run_until_complete(stage3_test_support::settle());
-        REQUIRE(f->cancelled());     // the inner task was cancelled through wait_for...
+        REQUIRE(f->cancelled());     // the awaitable was cancelled through wait_for...
         REQUIRE_FALSE(t->done());    // ...and wait_for waits for its clean-up
         REQUIRE(live == 2);
     }
     slot.destroy();
     REQUIRE(live == 0);
     REQUIRE(t->cancelled());
-    REQUIRE(count_reports(reports, kPending) == 2);  // outer and inner
-    REQUIRE(reports.size() == 2);
+    REQUIRE(count_reports(reports, kPending) == 1);  // outer only: wait_for runs a coroutine in it (3.12)
+    REQUIRE(reports.size() == 1);
     aio::EventLoop& second = slot.make();
     cleanup->set_result();
     REQUIRE(second.ready_count() == 0);
