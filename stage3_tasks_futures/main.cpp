@@ -9,6 +9,7 @@
 
 #include "stage3_tasks_futures/executor.hpp"
 #include "stage3_tasks_futures/runners.hpp"
+#include "stage3_tasks_futures/taskgroups.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage3_tasks_futures/timeline.hpp"
 
@@ -87,6 +88,50 @@ aio::Coroutine<> arithmetic_example() {
                 rd, (now() - t0) / unit);
 }
 // [/docs:arithmetic]
+
+// The four again, started in a TaskGroup (named, for the timeline).
+using Tasks = std::vector<aio::Ref<aio::Task<int>>>;
+void start_four(aio::TaskGroup& tg, Tasks& tasks) {
+    tasks.push_back(tg.create_task(compute("add", 1, 2, 3), "add"));
+    tasks.push_back(tg.create_task(compute("sub", 9, 4, 1), "sub"));
+    tasks.push_back(tg.create_task(compute("mul", 3, 4, 5), "mul"));
+    tasks.push_back(tg.create_task(compute("div", 8, 2, 7), "div"));
+}
+
+// [docs:task_group_example]
+// async with asyncio.TaskGroup() as tg: four tg.create_task(...) calls. Leaving the block
+// waits for all four; had one failed, the others would have been cancelled.
+aio::Coroutine<> task_group_example() {
+    double t0 = now();
+    Tasks tasks;
+    auto body = [&](aio::TaskGroup& tg) -> aio::Coroutine<> {  // named first: see timeouts.hpp
+        start_four(tg, tasks);
+        co_return;
+    };
+    co_await aio::task_group(body);
+    std::printf("   the block ended with all four done: %d %d %d %d, in %.1f units\n", tasks[0]->result(),
+                tasks[1]->result(), tasks[2]->result(), tasks[3]->result(), (now() - t0) / unit);
+}
+
+// The same group inside `async with asyncio.timeout(4):`. At 4 units the timeout cancels
+// the task running the block; the group cancels mul and div, and the CancelledError that
+// comes out of the group becomes TimeoutError.
+aio::Coroutine<> timeout_example() {
+    double t0 = now();
+    Tasks tasks;
+    auto body = [&](aio::TaskGroup& tg) -> aio::Coroutine<> {
+        start_four(tg, tasks);
+        co_return;
+    };
+    try {
+        co_await aio::timeout(4 * unit, aio::task_group(body));
+    } catch (const aio::TimeoutError& e) {
+        std::printf("   TimeoutError after %.1f units (%s)\n", (now() - t0) / unit, e.what());
+    }
+    for (auto& t : tasks)
+        std::printf("   %s: %s\n", t->get_name().c_str(), t->cancelled() ? "cancelled" : std::to_string(t->result()).c_str());
+}
+// [/docs:task_group_example]
 
 aio::Coroutine<> named(double units) { co_await aio::sleep(units * unit); }
 
@@ -240,6 +285,8 @@ int main(int argc, char** argv) {
     example("go(2, \"hello\") and go(1, \"world\") as tasks", create_task_example, true);
     example("the same with gather", gather_example);
     example("four arithmetic coroutines: 3, 1, 5 and 7 units", arithmetic_example, true);
+    example("the four in a TaskGroup", task_group_example, true);
+    example("the same TaskGroup inside a timeout of 4 units", timeout_example, true);
     example("current_task() and all_tasks()", registry_example);
     example("a Future: foo sets the result bar awaits", future_example);
     example("run_in_executor: blocking calls on a thread pool", executor_example, true);

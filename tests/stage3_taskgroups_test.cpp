@@ -382,3 +382,26 @@ TEST_CASE("TaskGroup: outside a task is a RuntimeError", "[stage3][taskgroup]") 
     REQUIRE_THROWS_AS(std::rethrow_exception(h.promise().exception), aio::RuntimeError);
     h.destroy();
 }
+
+TEST_CASE("TaskGroup: a loop closed while a group waits inside a timeout frees the group, its tasks and the timer",
+          "[stage3][taskgroup]") {
+    Reports reports;  // before the loop: its close reports the pending tasks
+    Log log;
+    auto body = [&](aio::TaskGroup& tg) -> Coroutine<> {
+        tg.create_task(child(10.0, 1, false, &log));
+        tg.create_task(child(10.0, 2, false, &log));
+        co_return;
+    };
+    Ref<aio::Task<>> t;
+    {
+        aio::EventLoop loop;
+        capture_reports(loop, &reports);
+        t = aio::create_task(loop, aio::timeout(10.0, aio::task_group(body)));
+        one_pass(loop);
+        one_pass(loop);
+        REQUIRE(loop.timer_count() == 3);  // the timeout's and the two children's sleeps
+    }
+    REQUIRE(t->cancelled());
+    REQUIRE(count_reports(reports, "Task was destroyed but it is pending!") == 3);
+    REQUIRE(log.empty());  // freed, not cancelled: no code of theirs ran
+}
