@@ -1,6 +1,6 @@
 // Stage 3: Futures and Tasks. The errors asyncio names.
 //
-// Adds:    CancelledError, InvalidStateError, TimeoutError.
+// Adds:    CancelledError, InvalidStateError, TimeoutError, KeyboardInterrupt.
 // Mirrors: Lib/asyncio/exceptions.py. As there, CancelledError is not a kind of ordinary
 //          error: it derives from std::exception directly, not from std::runtime_error, so
 //          code that catches runtime errors to recover does not swallow a cancellation.
@@ -37,6 +37,14 @@ public:
 class TimeoutError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
+};
+
+// Python's KeyboardInterrupt: run() raises it when Ctrl-C (SIGINT) cancelled the main
+// task. Like CancelledError, not a runtime_error: a `catch (std::runtime_error&)` meant for
+// ordinary failures must not swallow the user's request to stop.
+class KeyboardInterrupt : public std::exception {
+public:
+    const char* what() const noexcept override { return "KeyboardInterrupt"; }
 };
 
 }  // namespace aio
