@@ -27,6 +27,13 @@ namespace detail {
 // exception handler instead of thrown.
 void cancel_all_tasks_reporting_failure(EventLoop& loop) noexcept;
 
+// Closes the loop when run() leaves, as asyncio.run does (a loop may own more than its
+// destructor frees). Not running by then, so close() cannot fail.
+struct CloseLoop {
+    EventLoop& loop;
+    ~CloseLoop() { loop.close(); }
+};
+
 // asyncio.Runner's Ctrl-C handling, for the duration of one run(). If SIGINT still does
 // what it does by default (ends the process) and the loop can watch signals
 // (add_signal_handler), the first SIGINT cancels the main task instead, so that its
@@ -62,7 +69,8 @@ T run(Coroutine<T> main, LoopFactory loop_factory, bool debug = false) {
         throw RuntimeError("run() cannot be called while an event loop is running: co_await the coroutine instead");
     std::unique_ptr<EventLoop> owned = loop_factory();
     if (!owned) throw std::invalid_argument("run(): the loop factory returned no loop");
-    EventLoop& loop = *owned;  // its destructor closes it, however we leave
+    EventLoop& loop = *owned;
+    detail::CloseLoop closing{loop};  // however we leave, before the loop is destroyed
     loop.set_debug(debug);
     Ref<Task<T>> task = create_task(loop, std::move(main));
     try {
