@@ -60,7 +60,9 @@ void SelectorEventLoop::process_events(const std::vector<SelectorEvent>& events)
             continue;
         }
         auto& callbacks = *static_cast<FdCallbacks*>(e.key->data);
-        if (e.events & EVENT_CLOSED) report_closed_fd(e.key->fd);
+        // Reported by a callback of its own: the handler is user code, which may remove
+        // readers, and so change the key table that `events` points into.
+        if (e.events & EVENT_CLOSED) call_soon([this, fd = e.key->fd] { report_closed_fd(fd); }, "report closed fd");
         if ((e.events & EVENT_READ) && callbacks.reader && !callbacks.reader->cancelled()) add_callback(callbacks.reader);
         if ((e.events & EVENT_WRITE) && callbacks.writer && !callbacks.writer->cancelled())
             add_callback(callbacks.writer);

@@ -165,8 +165,11 @@ Coroutine<std::vector<AddrInfo>> getaddrinfo(std::string host, int port, int fam
     if (type != 0 && port >= 0 && port <= 65535) {
         try {
             SockAddr numeric = SockAddr::ip(host, std::uint16_t(port));
-            if (family == AF_UNSPEC || family == numeric.family())
-                co_return std::vector<AddrInfo>{AddrInfo{numeric.family(), type, protocol, "", numeric}};
+            if (family == AF_UNSPEC || family == numeric.family()) {
+                std::vector<AddrInfo> one;
+                one.push_back(AddrInfo{numeric.family(), type, protocol, "", numeric});
+                co_return one;
+            }
         } catch (const std::invalid_argument&) {  // a name: ask the resolver
         }
     }

@@ -212,7 +212,7 @@ NET_TEST_CASE("SelectorEventLoop: timers fire on time, and waiting for one is no
     }
 }
 
-NET_TEST_CASE("SelectorEventLoop: call_soon_threadsafe wakes a loop blocked in the selector", "[stage4]") {
+NET_TEST_CASE("SelectorEventLoop: call_soon_threadsafe wakes a loop blocked in the selector", "[stage4][threads]") {
     for (const std::string& kind : selector_kinds()) {
         INFO("selector " << kind);
         aio::SelectorEventLoop loop(aio::make_selector(kind));
