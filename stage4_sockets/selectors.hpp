@@ -10,7 +10,7 @@
 // A selector holds a table fd -> key and asks the kernel to wait until some of those fds
 // are ready for what their key asks (EVENT_READ: recv would not block; EVENT_WRITE: send
 // would not block). The three system calls answer the same question at different costs:
-//   select(2)  copies three bitmaps in and out per call, and cannot watch an fd at or above
+//   select(2)  copies its bitmaps in and out on every call, and cannot watch an fd at or above
 //              FD_SETSIZE (1024): O(highest fd) per call.
 //   poll(2)    an array of (fd, events): no fd limit, still O(registered fds) per call.
 //   epoll(7)   the kernel keeps the interest list between calls; a wait costs O(ready fds).
@@ -22,10 +22,12 @@
 //                                            was registered for, plus EVENT_CLOSED, then
 //                                            leaves it out of the wait until it is modified
 //                                            or unregistered: reported once, never spun on.
-//   epoll   drops it silently (the kernel removes a closed file from every interest list):
-//           nothing is reported, and a waiter on it waits until it is cancelled. unregister
-//           still works (the kernel's EBADF/ENOENT is expected there), and modify() of a
-//           key whose fd number now names a new file re-adds it.
+//   epoll   drops it silently (the kernel removes a file from every interest list when
+//           its last fd is closed): nothing is reported, and a waiter on it waits until it
+//           is cancelled. unregister still works (the kernel's EBADF/ENOENT is expected
+//           there), and modify() of a key whose fd number now names a new file re-adds it.
+//           (If the file lives on in a dup() of the fd, epoll keeps reporting the old
+//           number, which nobody can unregister any more: epoll(7), "Questions and answers".)
 // So close an fd only after unregistering it; the loop's sock_* functions do.
 #pragma once
 

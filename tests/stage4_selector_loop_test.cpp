@@ -71,7 +71,9 @@ NET_TEST_CASE("add_reader: the callback runs when the fd is readable; remove_rea
     for (const std::string& kind : selector_kinds()) {
         INFO("selector " << kind);
         aio::SelectorEventLoop loop(aio::make_selector(kind));
-        auto [a, b] = aio::socketpair();
+        auto sockets = aio::socketpair();  // (not auto [a, b]: clang 14 cannot capture those)
+        aio::Socket& a = sockets.first;
+        aio::Socket& b = sockets.second;
         int calls = 0;
         aio::Ref<aio::Handle> h = loop.add_reader(a.fileno(), [&] {
             ++calls;
@@ -108,7 +110,9 @@ NET_TEST_CASE("add_reader twice replaces the first (cancelled); reader and write
     for (const std::string& kind : selector_kinds()) {
         INFO("selector " << kind);
         aio::SelectorEventLoop loop(aio::make_selector(kind));
-        auto [a, b] = aio::socketpair();
+        auto sockets = aio::socketpair();
+        aio::Socket& a = sockets.first;
+        aio::Socket& b = sockets.second;
         Log log;
         auto first = loop.add_reader(a.fileno(), [&] { log.push_back("first"); });
         auto second = loop.add_reader(a.fileno(), [&] {
@@ -140,8 +144,10 @@ NET_TEST_CASE("add_writer: called while the socket is writable; a callback remov
     for (const std::string& kind : selector_kinds()) {
         INFO("selector " << kind);
         aio::SelectorEventLoop loop(aio::make_selector(kind));
-        auto [a, b] = aio::socketpair();
-        auto [c, d] = aio::socketpair();
+        auto first_pair = aio::socketpair();
+        auto second_pair = aio::socketpair();
+        aio::Socket& a = first_pair.first;
+        aio::Socket& c = second_pair.first;
         Log log;
         // Both fds are writable; whichever runs first removes the other's writer, which was
         // already queued for this pass: it must not run.
