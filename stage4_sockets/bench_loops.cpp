@@ -196,19 +196,25 @@ int main(int argc, char** argv) {
                                  return std::unique_ptr<aio::EventLoop>(new aio::SelectorEventLoop(aio::make_selector(kind)));
                              }});
 
-    // ns[w][l]: workload w on loop l.
+    // ns[w][l]: workload w on loop l. The loops take turns run by run, after a warm-up run
+    // that is not counted: whatever drifts during the bench (the allocator's pools filling,
+    // another program taking the CPU) then touches every loop alike.
     std::vector<std::vector<double>> ns(std::size(kWorkloads), std::vector<double>(loops.size()));
     for (std::size_t w = 0; w < std::size(kWorkloads); ++w) {
-        for (std::size_t l = 0; l < loops.size(); ++l) {
-            std::vector<double> runs;
-            for (int r = 1; r <= o.runs; ++r) {
-                bench::progress("%s on %s, run %d/%d...", kWorkloads[w].name, loops[l].name.c_str(), r, o.runs);
-                runs.push_back(kWorkloads[w].run(loops[l].make, o.count));
-                bench::progress(" %.1f ns per %s\n", runs.back(), kWorkloads[w].unit);
+        const Workload& wl = kWorkloads[w];
+        bench::progress("%s: warm-up...", wl.name);
+        bench::progress(" %.1f ns per %s\n", wl.run(loops[0].make, o.count), wl.unit);
+        std::vector<std::vector<double>> runs(loops.size());
+        for (int r = 1; r <= o.runs; ++r) {
+            for (std::size_t l = 0; l < loops.size(); ++l) {
+                bench::progress("%s on %s, run %d/%d...", wl.name, loops[l].name.c_str(), r, o.runs);
+                runs[l].push_back(wl.run(loops[l].make, o.count));
+                bench::progress(" %.1f ns per %s\n", runs[l].back(), wl.unit);
             }
-            ns[w][l] = bench::median(runs);
-            bench::print_result(kWorkloads[w].name, loops[l].name.c_str(), ns[w][l],
-                                (std::string("ns_per_") + kWorkloads[w].unit).c_str(), 1);
+        }
+        for (std::size_t l = 0; l < loops.size(); ++l) {
+            ns[w][l] = bench::median(runs[l]);
+            bench::print_result(wl.name, loops[l].name.c_str(), ns[w][l], (std::string("ns_per_") + wl.unit).c_str(), 1);
         }
     }
 
