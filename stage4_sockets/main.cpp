@@ -73,10 +73,15 @@ int parse_options(int argc, char** argv, Options& o) {
 
 aio::Coroutine<> serve_client(aio::Socket conn) {
     std::vector<char> buf(4096);
-    for (;;) {
-        std::size_t n = co_await aio::sock_recv_into(conn, std::span<char>(buf.data(), buf.size()));
-        if (n == 0) co_return;  // the client is done
-        co_await aio::sock_sendall(conn, std::string_view(buf.data(), n));
+    try {
+        for (;;) {
+            std::size_t n = co_await aio::sock_recv_into(conn, std::span<char>(buf.data(), buf.size()));
+            if (n == 0) co_return;  // the client is done
+            co_await aio::sock_sendall(conn, std::string_view(buf.data(), n));
+        }
+    } catch (const aio::ConnectionError&) {
+        // The client went away mid-conversation (on Ctrl-C, say, its socket closes with our
+        // echo unread, and that resets the connection): part of a server's life, not an error.
     }
 }
 
