@@ -273,6 +273,15 @@ void EventLoop::close() {
     cancelled_timers_ = 0;
 }
 
+void EventLoop::add_signal_handler(int sig, std::function<void()>) {
+    throw NotImplementedError("add_signal_handler(" + std::to_string(sig) +
+                              "): this event loop cannot watch signals; use a loop that waits on file descriptors");
+}
+
+bool EventLoop::remove_signal_handler(int sig) {
+    throw NotImplementedError("remove_signal_handler(" + std::to_string(sig) + "): this event loop cannot watch signals");
+}
+
 void EventLoop::log(std::string_view message) const {
     if (logger_) {
         Logger logger = logger_;  // a copy: the logger may replace itself while it runs

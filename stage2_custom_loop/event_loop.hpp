@@ -2,7 +2,9 @@
 //
 // Adds:    EventLoop: call_soon, call_later, call_at, call_soon_threadsafe, time,
 //          run_forever, run_until_complete, stop, close, create_task, the exception
-//          handler, debug mode (slow-callback warnings), and get_running_loop().
+//          handler, debug mode (slow-callback warnings), and get_running_loop(); and the
+//          seams for a loop that waits on file descriptors: a virtual close(), and
+//          add_signal_handler/remove_signal_handler (which this loop cannot offer).
 // Mirrors: BaseEventLoop in Lib/asyncio/base_events.py (_run_once above all).
 //
 // [docs:invariants]
@@ -179,12 +181,25 @@ public:
     bool is_running() const noexcept { return running_; }
     bool is_closed() const noexcept { return closed_; }
     // Drop every pending callback and timer (freeing them) and refuse new ones. Closing a
-    // running loop is an error; closing twice is harmless.
-    void close();
+    // running loop is an error; closing twice is harmless. Virtual, as in asyncio, for a
+    // loop that owns more (file descriptors, say): its close() calls this one first, then
+    // frees its own. (The destructor calls only this one; a subclass's destructor calls
+    // its own close().)
+    virtual void close();
     // fn runs at the start of close(), while the loop can still schedule and cancel: for what
     // belongs to a loop without the loop knowing it (a thread pool to join, a registry to
     // empty). CPython's close() does such work itself (it shuts down the default executor).
     void add_close_callback(std::function<void()> fn) { close_callbacks_.push_back(std::move(fn)); }
+
+    // Run `callback` on the loop, as an ordinary callback, whenever signal `sig` (SIGINT,
+    // SIGTERM, ...) arrives; replaces an earlier one for the same signal. This loop cannot:
+    // nothing a C signal handler may safely do (write to a file descriptor, set a flag)
+    // would wake a loop that waits on a condition variable. So both raise
+    // NotImplementedError, as asyncio's AbstractEventLoop does on loops without signals;
+    // a loop that waits on file descriptors overrides them.
+    virtual void add_signal_handler(int sig, std::function<void()> callback);
+    // Stop watching `sig` and restore what it did before; returns whether it was watched.
+    virtual bool remove_signal_handler(int sig);
 
     // Exceptions that escape callbacks. An empty handler restores the default, which logs
     // "Exception in callback <name>: <what()>".

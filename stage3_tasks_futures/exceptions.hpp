@@ -1,7 +1,8 @@
 // Stage 3: Futures and Tasks. The errors asyncio names.
 //
-// Adds:    CancelledError, InvalidStateError, TimeoutError, and ExceptionGroup (Python's
-//          built-in, which a TaskGroup raises).
+// Adds:    CancelledError, InvalidStateError, TimeoutError, ExceptionGroup (Python's
+//          built-in, which a TaskGroup raises), and KeyboardInterrupt (what run() raises
+//          after Ctrl-C).
 // Mirrors: Lib/asyncio/exceptions.py. As there, CancelledError is not a kind of ordinary
 //          error: it derives from std::exception directly, not from std::runtime_error, so
 //          code that catches runtime errors to recover does not swallow a cancellation.
@@ -86,6 +87,14 @@ private:
     }
     std::string message_;
     std::vector<std::exception_ptr> exceptions_;
+};
+
+// Python's KeyboardInterrupt: run() raises it when Ctrl-C (SIGINT) cancelled the main
+// task. Like CancelledError, not a runtime_error: a `catch (std::runtime_error&)` meant for
+// ordinary failures must not swallow the user's request to stop.
+class KeyboardInterrupt : public std::exception {
+public:
+    const char* what() const noexcept override { return "KeyboardInterrupt"; }
 };
 
 }  // namespace aio
