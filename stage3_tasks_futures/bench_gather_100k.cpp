@@ -50,7 +50,6 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
 
 aio::Coroutine<> one() { co_await aio::sleep(0); }
 
-// [docs:bench_gather]
 aio::Coroutine<> gather_main(long n, double& seconds, double& cpu) {
     const double cpu0 = bench::cpu_seconds(), t0 = bench::now();
     std::vector<aio::Coroutine<>> coros;
@@ -65,7 +64,6 @@ aio::Coroutine<> gather_main(long n, double& seconds, double& cpu) {
         std::exit(1);
     }
 }
-// [/docs:bench_gather]
 
 }  // namespace
 

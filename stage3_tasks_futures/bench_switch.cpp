@@ -69,7 +69,6 @@ struct PingPong {
     long switches = 0;                 // resumptions counted: one per switch
 };
 
-// [docs:bench_ping_pong]
 // One side. Completing the other side's future schedules that task (call_soon); awaiting
 // our own suspends us, and the loop runs the other side: one switch.
 aio::Coroutine<> player(PingPong& s, int me, long rounds) {
@@ -94,7 +93,6 @@ aio::Coroutine<> ping_pong_main(long rounds, PingPong& s, double& seconds, doubl
     seconds = bench::seconds_since(t0);
     cpu = bench::cpu_seconds() - cpu0;
 }
-// [/docs:bench_ping_pong]
 
 // ---- sleep0 -------------------------------------------------------------------------------
 

@@ -149,7 +149,6 @@ struct TasksFigures {
     long huge_kb = -1;  // of the resident memory, how much is on transparent huge pages
 };
 
-// [docs:bench_tasks_1m]
 aio::Coroutine<> tasks_main(long n, TasksFigures& f) {
     f.rss_before_kb = bench::proc_status_kb("VmRSS");
     const double cpu0 = bench::cpu_seconds();
@@ -168,7 +167,6 @@ aio::Coroutine<> tasks_main(long n, TasksFigures& f) {
     f.total_s = bench::seconds_since(t0);
     f.cpu_s = bench::cpu_seconds() - cpu0;
 }
-// [/docs:bench_tasks_1m]
 
 void child_tasks(long n) {
     TasksFigures f;

@@ -29,7 +29,6 @@ std::size_t ThreadPoolExecutor::thread_count() const {
     return threads_.size();
 }
 
-// [docs:submit_item]
 void ThreadPoolExecutor::submit_item(std::unique_ptr<WorkItem> item) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -56,9 +55,7 @@ void ThreadPoolExecutor::submit_item(std::unique_ptr<WorkItem> item) {
     }
     work_available_.notify_one();
 }
-// [/docs:submit_item]
 
-// [docs:worker_main]
 // A worker takes jobs until the executor is shut down and the queue is empty: shutdown()
 // lets the queued work finish, as CPython's does (unless cancel_futures, which we lack).
 void ThreadPoolExecutor::worker_main() {
@@ -82,7 +79,6 @@ void ThreadPoolExecutor::worker_main() {
         lock.lock();
     }
 }
-// [/docs:worker_main]
 
 void ThreadPoolExecutor::shutdown(bool wait) {
     std::vector<std::thread> to_join;
@@ -170,7 +166,6 @@ void LoopExecutors::set_cancel_check(std::uint64_t id, Ref<Handle> callback) {
     if (it != in_flight_.end()) it->second.cancel_check = std::move(callback);
 }
 
-// [docs:loop_close]
 // Run by loop.close(), before it empties its queues. CPython's close() shuts the default
 // executor down without waiting (asyncio.run joins it beforehand, in
 // shutdown_default_executor); we join here, so that no thread outlives the loop. (So a
@@ -196,7 +191,6 @@ void LoopExecutors::close() {
         if (call.cancel_check) call.future->remove_done_callback(call.cancel_check);
     in_flight_.clear();
 }
-// [/docs:loop_close]
 
 LoopExecutors& loop_executors(EventLoop& loop) {
     {

@@ -65,7 +65,6 @@
 
 namespace aio {
 
-// [docs:thread_pool_executor]
 // A pool of worker threads taking jobs from one queue (a mutex, a condition variable and a
 // deque: CPython uses a queue.SimpleQueue). Threads are started lazily, one for each job
 // that finds no idle worker, until there are max_workers of them; they then stay until
@@ -121,7 +120,6 @@ private:
     std::size_t idle_ = 0;                         // workers waiting for a job; guarded by mutex_
     bool shutdown_ = false;                        // guarded by mutex_
 };
-// [/docs:thread_pool_executor]
 
 namespace detail {
 
@@ -190,7 +188,6 @@ struct Outcome {
     std::exception_ptr error;
 };
 
-// [docs:deliver]
 // Loop thread, as a callback posted by the worker: complete the Future, unless nobody is
 // waiting for it any more. A Future cancelled while its call ran is done already; setting
 // its result would raise InvalidStateError, so the late result is dropped instead.
@@ -236,9 +233,7 @@ void post_outcome(const std::shared_ptr<LoopLink>& link, std::uint64_t id, Outco
         }
     }
 }
-// [/docs:deliver]
 
-// [docs:executor_call]
 // The job a worker runs for run_in_executor: the function and decayed copies of its
 // arguments, plus how to get the outcome back. It owns no reference to the Future.
 template <typename R, typename F, typename... Args>
@@ -272,7 +267,6 @@ private:
     F fn_;
     std::tuple<Args...> args_;
 };
-// [/docs:executor_call]
 
 }  // namespace detail
 
@@ -281,7 +275,6 @@ private:
 template <typename F, typename... Args>
 using executor_result_t = std::remove_cvref_t<std::invoke_result_t<F, Args...>>;
 
-// [docs:run_in_executor]
 // loop.run_in_executor(executor, fn, *args): call fn(args...) on a worker thread of
 // `executor` (the loop's default executor if it is null) and return a Future for the
 // result, or for the exception fn throws. fn and args are copied here (decayed, as
@@ -320,7 +313,6 @@ Ref<Future<executor_result_t<F, Args...>>> run_in_executor(EventLoop& loop, Thre
     }
     return fut;
 }
-// [/docs:run_in_executor]
 
 // On the running loop, with its default executor: `auto r = co_await run_in_executor(fn, x);`
 template <typename F, typename... Args>
@@ -336,7 +328,6 @@ Ref<Future<executor_result_t<F, Args...>>> run_in_executor(ThreadPoolExecutor& e
     return run_in_executor(get_running_loop(), &executor, std::move(fn), std::move(args)...);
 }
 
-// [docs:to_thread]
 // asyncio.to_thread(fn, *args): the same as a coroutine, on the default executor. Like any
 // coroutine it does nothing until awaited: `int n = co_await to_thread(count_lines, path);`
 template <typename F, typename... Args>
@@ -351,6 +342,5 @@ Coroutine<executor_result_t<F, Args...>> to_thread(F fn, Args... args) {
         co_return result;
     }
 }
-// [/docs:to_thread]
 
 }  // namespace aio

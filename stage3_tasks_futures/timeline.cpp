@@ -160,7 +160,6 @@ Timeline::Recording::~Recording() {
     set_step_observer(previous_);
 }
 
-// [docs:timeline_step]
 // The clock is read last in step_begin and first in step_end, so that the bookkeeping
 // around it is not charged to the task.
 void Timeline::step_begin(TaskBase& task) {
@@ -178,9 +177,7 @@ void Timeline::step_end(TaskBase& task) {
     slices_[open_].end = now;
     open_ = kNoSlice;
 }
-// [/docs:timeline_step]
 
-// [docs:timeline_row]
 // Which row a task's step belongs to, keyed by the task's id (the N of Task-N). Not by its
 // address: when a task is freed, the next task allocated may get the same memory, and it
 // must not be drawn in the dead task's row (the same trap as a handle whose memory is reused
@@ -193,7 +190,6 @@ std::uint32_t Timeline::row_for(const TaskBase& task) {
     names_.push_back(task.get_name());
     return it->second;
 }
-// [/docs:timeline_row]
 
 double Timeline::duration() const noexcept {
     if (slices_.empty()) return 0;
@@ -236,7 +232,6 @@ void Timeline::merge(const Timeline& other) {
 
 // ---------------------------------------------------------------------------- Gantt chart
 
-// [docs:gantt]
 // Each column is a bucket of duration()/width seconds. A column is '#' if any step of the
 // task touched its bucket: steps are usually microseconds long and buckets milliseconds, so
 // a rule like "ran for most of the bucket" would draw nothing at all.
@@ -263,7 +258,6 @@ std::string Timeline::gantt(int width) const {
         ran[s.task] += s.end - s.start;
         ran_total += s.end - s.start;
     }
-    // [/docs:gantt]
 
     const std::size_t shown = std::min(names_.size(), kMaxGanttRows);
     std::vector<std::string> labels;
@@ -314,7 +308,6 @@ std::string Timeline::gantt(int width) const {
 
 // --------------------------------------------------------------------------- Chrome trace
 
-// [docs:chrome_trace]
 // The Trace Event Format (the "JSON Object Format" of Google's spec, which Perfetto and
 // chrome://tracing both read). Every step ran on the loop's one thread, but each task gets
 // a "tid" of its own: trace viewers draw one row per thread, and one row per task is what
@@ -355,7 +348,6 @@ void Timeline::write_chrome_trace(std::ostream& out) const {
     }
     out << "\n]}\n";
 }
-// [/docs:chrome_trace]
 
 bool Timeline::write_chrome_trace(const std::string& path) const {
     std::ofstream file(path, std::ios::binary | std::ios::trunc);
