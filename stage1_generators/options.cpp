@@ -278,8 +278,9 @@ std::string OptionParser::wants_integer(long long min, long long max, std::strin
 }
 
 std::string OptionParser::range_text(long long min, long long max, long long dflt) {
-    std::string range = max == std::numeric_limits<long long>::max() ? "at least " + std::to_string(min)
-                                                                     : std::to_string(min) + " to " + std::to_string(max);
+    std::string range = max == std::numeric_limits<long long>::max()
+                            ? "at least " + std::to_string(min)
+                            : std::to_string(min) + " to " + std::to_string(max);
     return range + ", default " + std::to_string(dflt);
 }
 

@@ -584,7 +584,8 @@ struct Python {
 };
 
 Python measure_python(const Options& o, const std::string& tasks_name) {
-    auto rs = bench::run_python(__FILE__, {"--count", std::to_string(o.count), "--runs", std::to_string(o.python_runs)});
+    auto rs =
+        bench::run_python(__FILE__, {"--count", std::to_string(o.count), "--runs", std::to_string(o.python_runs)});
     for (auto& r : rs) std::printf("%s\n", r.line.c_str());
     Python py{bench::find_result(rs, tasks_name + "_create"), bench::find_result(rs, tasks_name),
               bench::find_result(rs, tasks_name + "_cpu"), bench::find_result(rs, tasks_name + "_run"),
@@ -604,7 +605,8 @@ void print_article_table(const Options& o, const Ours& ours, const Python& py, c
                "create_task; memory: resident growth; median of " + std::to_string(o.runs) +
                    (ours.huge_mib >= 0 ? "; " + bench::fmt(ours.huge_mib, "%.0f") + " MiB of it on huge pages" : "")});
     table.row({"coroutines: CPython asyncio", with_commas(o.count),
-               py.create_ms ? seconds_text(*py.create_ms / 1e3) : "n/a", py.memory_mib ? mib_text(*py.memory_mib) : "n/a",
+               py.create_ms ? seconds_text(*py.create_ms / 1e3) : "n/a",
+               py.memory_mib ? mib_text(*py.memory_mib) : "n/a",
                o.python ? "create_task; memory: resident growth; median of " + std::to_string(o.python_runs)
                         : "skipped (--no-python)"});
     for (auto& r : rows) table.row(r);
