@@ -12,7 +12,9 @@
 # CI (.ci/run) adds WERROR=-Werror to every build.
 include config.mk
 
-# The first rule is the default goal: plain `make` builds the programs.
+# Plain `make` builds the programs. Said outright: the dependency files config.mk includes
+# name object files as targets, and the first of those would otherwise be the default.
+.DEFAULT_GOAL := all
 .PHONY: all
 all:
 	@set -e; for s in $(PRESENT); do $(MAKE) --no-print-directory $(JOBS) -C $$s; done
@@ -47,8 +49,8 @@ endif
 
 SAN_FLAGS  := -O0 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # clang 14 can't emit -fsanitize=function's checks for inline coroutines ("Cannot represent a
-# difference across sections", LLVM issue 49689), so `make sanitize` turns that one check off
-# for clang++ only (g++ has no such flag).
+# difference across sections", https://github.com/llvm/llvm-project/issues/49689), so
+# `make sanitize` turns that one check off for clang++ only (g++ has no such flag).
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
 .PHONY: run test sanitize tsan bench docs-check docs clean catch2 test-bins run-tests

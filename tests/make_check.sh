@@ -31,6 +31,14 @@ question() {
     done
 }
 
+# Plain `make` must mean `make all`: the programs.
+# (-p prints make's database; `clean` is a target whose recipe -q does not run.)
+goal=$(make --no-print-directory -pq BUILD="$build" clean 2>/dev/null | sed -n 's/^\.DEFAULT_GOAL := //p' | head -n 1)
+if [ "$goal" != all ]; then
+    echo "make-check: plain make would build '$goal', not all (the programs)" >&2
+    status=1
+fi
+
 for stage in stage*_*/; do
     stage=${stage%/}
     [ -f "$stage/Makefile" ] || continue
