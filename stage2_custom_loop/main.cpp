@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
         "     almost no CPU;\n"
         "  2. the run_forever trap, then run_until_complete(wait(...)) with 2 and 3 coroutines;\n"
         "  3. the flaw: one callback that blocks delays every timer behind it.");
-    options.number("--seconds", seconds, 0, 3600, "S", "the sleep of each coroutine; 10 gives the first article's numbers")
+    options
+        .number("--seconds", seconds, 0, 3600, "S", "the sleep of each coroutine; 10 gives the first article's numbers")
         .constant("--quick", seconds, 0.2, "S = 0.2, for `make run`");
     if (auto status = options.parse(argc, argv)) return *status;
     std::printf("Stage 2: an event loop with a ready queue and timers\n\n");

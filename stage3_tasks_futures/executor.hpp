@@ -264,24 +264,6 @@ Ref<Future<executor_result_t<F, Args...>>> run_in_executor(EventLoop& loop, Thre
     // it starts, and forgets the Future, whose result nobody wants now.
     auto cancelled = std::make_shared<std::atomic<bool>>(false);
     const std::uint64_t id = state->track(fut);
-    // The job: the function and decayed copies of its arguments, and how to send the outcome
-    // back. It owns no reference to the Future, only its number.
-    auto job = [state, id, cancelled, fn = std::move(fn), args = std::tuple<Args...>(std::move(args)...)]() mutable {
-        // CPython's set_running_or_notify_cancel: a call whose Future was cancelled before a
-        // worker got to it never runs. (Relaxed is enough: the flag guards no other data.)
-        if (cancelled->load(std::memory_order_relaxed)) return;
-        detail::Outcome<R> outcome;
-        try {
-            if constexpr (std::is_void_v<R>) {
-                std::apply(std::move(fn), std::move(args));
-            } else {
-                outcome.value.emplace(std::apply(std::move(fn), std::move(args)));
-            }
-        } catch (...) {
-            outcome.error = std::current_exception();
-        }
-        detail::post_outcome<R>(state, id, outcome);
-    };
     try {
         state->set_cancel_check(id, fut->add_done_callback(
                                         [cancelled, state, id](FutureBase& f) {
@@ -290,6 +272,25 @@ Ref<Future<executor_result_t<F, Args...>>> run_in_executor(EventLoop& loop, Thre
                                             state->take(id);
                                         },
                                         "run_in_executor cancel check"));
+        // The job: the function and decayed copies of its arguments, and how to send the
+        // outcome back. It owns no reference to the Future, only its number.
+        auto job = [state, id, cancelled, fn = std::move(fn),
+                    args = std::tuple<Args...>(std::move(args)...)]() mutable {
+            // CPython's set_running_or_notify_cancel: a call whose Future was cancelled before
+            // a worker got to it never runs. (Relaxed is enough: the flag guards no other data.)
+            if (cancelled->load(std::memory_order_relaxed)) return;
+            detail::Outcome<R> outcome;
+            try {
+                if constexpr (std::is_void_v<R>) {
+                    std::apply(std::move(fn), std::move(args));
+                } else {
+                    outcome.value.emplace(std::apply(std::move(fn), std::move(args)));
+                }
+            } catch (...) {
+                outcome.error = std::current_exception();
+            }
+            detail::post_outcome<R>(state, id, outcome);
+        };
         pool.submit(std::move(job));
     } catch (...) {
         state->take(id);  // e.g. the executor was shut down: nothing will complete this Future
