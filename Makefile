@@ -1,24 +1,36 @@
 # The course's front door. See README.md.
-#   make             build every stage's demo and benchmarks
+#   make             build every stage's demo and benchmarks (build/bin/), nothing else
 #   make run         build, then run each stage's demo in quick mode, in order
-#   make test        build and run every Catch2 test; ends with "N passed, N failed"
+#   make test        build, then build and run every Catch2 test; ends with "N passed, N failed"
 #   make sanitize    the same tests at -O0 under ASan+UBSan, with g++ and with clang++
-#   make tsan        the thread-crossing tests under ThreadSanitizer
+#   make tsan        the thread-crossing tests ([threads]) under ThreadSanitizer
 #   make bench       build and run the benchmarks
-#   make docs-check  fail if a README's code differs from the source it quotes
+#   make docs-check  fail if a README's code differs from the source it quotes, if a source
+#                    marks a snippet no README quotes, or if a file named in the course is missing
 #   make docs        rewrite the READMEs' code blocks from the sources
 #   make clean
+# CI (.ci/run) adds WERROR=-Werror to every build.
 include config.mk
+
+# Plain `make` builds the programs. Said outright: the dependency files config.mk includes
+# name object files as targets, and the first of those would otherwise be the default.
+.DEFAULT_GOAL := all
+.PHONY: all
+all:
+	@set -e; for s in $(PRESENT); do $(MAKE) --no-print-directory $(JOBS) -C $$s; done
 
 STAGES  := stage1_generators stage2_custom_loop stage3_tasks_futures stage4_sockets stage5_http
 PRESENT := $(foreach s,$(STAGES),$(if $(wildcard $(s)/Makefile),$(s)))
 NPROC   := $(shell nproc 2>/dev/null || echo 2)
-# Build in parallel unless the caller already chose (-j on the command line).
-JOBS    := $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(NPROC))
+# Build in parallel unless the caller already chose (-j on the command line). Deferred (=):
+# make adds -j to MAKEFLAGS only once the makefiles are read, so only a recipe can see it.
+JOBS     = $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC))
 
 # tests/stageK_*.cpp -> build/bin/tests_stageK, linked with the library part of stages 1..K.
 TEST_PREFIXES := $(sort $(foreach f,$(wildcard tests/stage*_*.cpp),$(firstword $(subst _, ,$(notdir $(f))))))
 TEST_BINS     := $(addprefix $(BIN)/tests_,$(TEST_PREFIXES))
+# The binaries with thread-crossing tests (tagged [threads]): all that `make tsan` builds.
+THREAD_PREFIXES := $(sort $(foreach f,$(shell grep -l '\[threads\]' tests/stage*_*.cpp),$(firstword $(subst _, ,$(notdir $(f))))))
 CATCH_MAIN    := $(BUILD)/obj/tests/catch_main.o
 stage_num      = $(patsubst stage%,%,$(1))
 define TEST_RULE
@@ -37,14 +49,11 @@ endif
 
 SAN_FLAGS  := -O0 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # clang 14 can't emit -fsanitize=function's checks for inline coroutines ("Cannot represent a
-# difference across sections", LLVM issue 49689), so `make sanitize` turns that one check off
-# for clang++ only (g++ has no such flag).
+# difference across sections", https://github.com/llvm/llvm-project/issues/49689), so
+# `make sanitize` turns that one check off for clang++ only (g++ has no such flag).
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 
-.PHONY: all run test sanitize tsan bench docs-check docs clean catch2 test-bins run-tests
-all:
-	@set -e; for s in $(PRESENT); do $(MAKE) --no-print-directory $(JOBS) -C $$s; done
-
+.PHONY: run test sanitize tsan bench docs-check docs clean catch2 test-bins run-tests
 run: all
 	@set -e; for s in $(PRESENT); do \
 	  printf '\n=================== %s ===================\n' $$s; \
@@ -54,13 +63,19 @@ run: all
 catch2:
 	@sh tests/require_catch2.sh "$(CXX)"
 
+# Which test binaries (by prefix) test-bins builds and run-tests runs: all of them, unless
+# the command line names some (make tsan does: TEST_SELECTION='stage2 stage3').
+TEST_SELECTION := $(if $(filter command line,$(origin TEST_SELECTION)),$(TEST_SELECTION),$(TEST_PREFIXES))
 test-bins: catch2
-	@$(MAKE) --no-print-directory $(JOBS) $(TEST_BINS)
+	@$(MAKE) --no-print-directory $(JOBS) $(addprefix $(BIN)/tests_,$(TEST_SELECTION))
 
 run-tests: test-bins
-	@sh tests/run_tests.sh $(TEST_BINS)
+	@sh tests/run_tests.sh $(addprefix $(BIN)/tests_,$(TEST_SELECTION))
 
-test: all run-tests
+# One after the other, even under make -j: both steps build the same library objects.
+test:
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory run-tests
 
 sanitize: catch2
 	@set -e; for cxx in g++ clang++; do \
@@ -71,7 +86,7 @@ sanitize: catch2
 
 tsan: catch2
 	@$(MAKE) --no-print-directory run-tests CXX=clang++ BUILD=$(BUILD)/tsan CXXFLAGS='$(TSAN_FLAGS)' \
-	  TEST_ARGS='[threads]'
+	  TEST_SELECTION='$(THREAD_PREFIXES)' TEST_ARGS='[threads]'
 
 bench: all
 	@set -e; for b in $(BIN)/bench_*; do [ -x "$$b" ] || continue; \

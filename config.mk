@@ -4,8 +4,11 @@ ROOT     := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BUILD    ?= $(ROOT)/build
 BIN      := $(BUILD)/bin
 CXXFLAGS ?= -O2 -g
-# Always on: the course is C++20 and warning-free by rule (CI adds -Werror through CXXFLAGS).
-STDFLAGS := -std=c++20 -Wall -Wextra -Wpedantic
+# Always on: the course is C++20 and warning-free by rule. CI makes warnings errors in every
+# build, the sanitizers' too, with `make ... WERROR=-Werror` (a command-line variable reaches
+# every sub-make, whatever CXXFLAGS a target sets).
+WERROR   ?=
+STDFLAGS := -std=c++20 -Wall -Wextra -Wpedantic $(WERROR)
 CPPFLAGS += -I$(ROOT)
 LDLIBS   += -pthread
 
@@ -24,7 +27,8 @@ $(BUILD)/obj/%.o: $(ROOT)/%.cpp
 ifdef STAGE
 LIB_OBJS   := $(call obj_of,$(foreach s,$(STAGE) $(USES),$(call lib_srcs,$(s))))
 BENCH_SRCS := $(wildcard $(ROOT)/$(STAGE)/bench_*.cpp)
-PROGRAMS   := $(if $(wildcard $(ROOT)/$(STAGE)/main.cpp),$(BIN)/$(STAGE)) $(patsubst $(ROOT)/$(STAGE)/bench_%.cpp,$(BIN)/bench_%,$(BENCH_SRCS))
+BENCHES    := $(patsubst $(ROOT)/$(STAGE)/bench_%.cpp,$(BIN)/bench_%,$(BENCH_SRCS))
+PROGRAMS   := $(if $(wildcard $(ROOT)/$(STAGE)/main.cpp),$(BIN)/$(STAGE)) $(BENCHES)
 
 .PHONY: all
 all: $(PROGRAMS)
@@ -32,7 +36,10 @@ all: $(PROGRAMS)
 $(BIN)/$(STAGE): $(BUILD)/obj/$(STAGE)/main.o $(LIB_OBJS)
 	@mkdir -p $(BIN)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BIN)/bench_%: $(BUILD)/obj/$(STAGE)/bench_%.o $(LIB_OBJS)
+# A static pattern rule, not a plain pattern rule: it names each bench's object outright, so
+# make keeps it (a plain pattern rule's object would be an intermediate file, deleted after
+# the link and rebuilt, with the bench relinked, by the next make).
+$(BENCHES): $(BIN)/bench_%: $(BUILD)/obj/$(STAGE)/bench_%.o $(LIB_OBJS)
 	@mkdir -p $(BIN)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 endif

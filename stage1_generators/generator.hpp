@@ -12,7 +12,7 @@
 // (the leaf), every next()/send() resumes the leaf directly, and a small loop, the
 // trampoline in Generator::advance(), hands control back up the chain when a leaf returns.
 // Nothing ever resumes a coroutine from inside another coroutine, so the C++ stack stays
-// flat however deep or long the delegation is (see GCC12_COROUTINE_HAZARDS.md, hazard 7).
+// flat however deep or long the delegation is (hazard 7 of stage1_generators/README.md's appendix).
 #pragma once
 
 #include <coroutine>

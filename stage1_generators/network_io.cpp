@@ -2,8 +2,17 @@
 #include "stage1_generators/network_io.hpp"
 
 #include <chrono>
+#include <thread>
 
 namespace aio {
+
+// [docs:blocking_request]
+std::string blocking_request(int i, double seconds) {
+    // What a blocking recv() does while the reply is on its way: the thread sleeps.
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    return "request " + std::to_string(i) + " got response 200";
+}
+// [/docs:blocking_request]
 
 // [docs:network_io]
 PolledCoroutine<int> network_io(double seconds) {

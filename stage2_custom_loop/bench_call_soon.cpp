@@ -9,7 +9,7 @@
 //                    per pass, so this also counts a whole run_once() pass per callback.
 // Python:   bench_call_soon.py beside this file runs the identical workloads on asyncio's
 //           loop (same N, same number of runs, median) when python3 is on PATH.
-// Target:   issue 3: call_soon throughput at least 30 times CPython's.
+// Target:   call_soon throughput at least 30 times CPython's.
 //
 // Output: one `RESULT name=... variant=... value=... unit=...` line per figure (the
 // course's convention, for scripts), then a table for people. Progress goes to stderr.
@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage2_custom_loop/event_loop.hpp"
 
@@ -27,7 +28,7 @@ namespace {
 
 namespace bench = aio::bench;
 
-constexpr double kTargetRatio = 30.0;  // issue 3: at least 30x CPython
+constexpr double kTargetRatio = 30.0;  // at least 30x CPython
 
 struct Options {
     int count = 1'000'000;
@@ -35,10 +36,11 @@ struct Options {
     bool python = true;
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--count N] [--runs R] [--no-python] [--help]\n"
-        "\n"
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+    char target[64];
+    std::snprintf(target, sizeof target, "Target: call_soon throughput at least %.0f times CPython's.", kTargetRatio);
+    aio::OptionParser options(
         "call_soon throughput, in callbacks per second (median of R runs), for two workloads:\n"
         "  call_soon        N call_soon(cb) in a row, then run_forever(); cb increments a counter\n"
         "                   and the last one calls stop(). Timed from the first call_soon to the\n"
@@ -47,25 +49,12 @@ void usage(const char* prog) {
         "  call_soon_chain  each callback schedules the next, N in all: one run_once() pass per\n"
         "                   callback, so it also measures the cost of a pass.\n"
         "Then, if python3 is on PATH, runs bench_call_soon.py (beside this program's source), the\n"
-        "identical workloads on Python's asyncio, and prints both side by side with the ratio.\n"
-        "Target (issue 3): call_soon throughput at least %.0f times CPython's.\n"
-        "\n"
-        "  --count N     callbacks per run (default 1000000)\n"
-        "  --runs R      runs of each workload on each side; the median is reported (default 5)\n"
-        "  --no-python   skip the Python side\n",
-        prog, kTargetRatio);
-}
-
-// Parses the command line; exits on --help or on a bad argument.
-Options parse_args(int argc, char** argv) {
-    Options o;
-    bench::parse_args(argc, argv, usage,
-                      {{"--count", &o.count}, {"--runs", &o.runs}, {"--no-python", bench::set_flag(o.python, false)}});
-    if (o.count < 1 || o.runs < 1) {
-        std::fprintf(stderr, "%s: --count and --runs must be at least 1\n", argv[0]);
-        std::exit(2);
-    }
-    return o;
+        "identical workloads on Python's asyncio, and prints both side by side with the ratio.\n" +
+        std::string(target));
+    options.integer("--count", o.count, 1, 100'000'000, "N", "callbacks per run")
+        .integer("--runs", o.runs, 1, 1000, "R", "runs of each workload on each side; the median is reported")
+        .constant("--no-python", o.python, false, "skip the Python side");
+    return options.parse(argc, argv);
 }
 
 // ---- the workloads ------------------------------------------------------------------------
@@ -127,7 +116,8 @@ std::string millions(std::optional<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options o = parse_args(argc, argv);
+    Options o;
+    if (auto status = parse_args(argc, argv, o)) return *status;
 
     std::vector<double> ours;
     for (const Workload& w : kWorkloads) {

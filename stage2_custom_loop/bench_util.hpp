@@ -2,11 +2,12 @@
 // include it (stage 2's, and the later stages', which may include earlier stages' headers).
 //
 // Adds:    aio::bench, what every bench_<workload> program needs to follow the course's
-//          convention (COURSE_DESIGN.md, "Each stage ships", item 5): parsing --help, --runs
-//          and the other options; the median of the runs; progress on stderr; one
-//          `RESULT name=... variant=... value=... unit=...` line per figure on stdout, then
-//          a table for people; and running the same workload in Python's asyncio, from the
-//          script that sits beside the bench's source, to print both side by side.
+//          convention for benchmarks (the root README.md, "How to read it"): the median of
+//          the runs; progress on stderr; one `RESULT name=... variant=... value=... unit=...`
+//          line per figure on stdout, then a table for people; and running the same workload
+//          in Python's asyncio, from the script that sits beside the bench's source, to print
+//          both side by side. (Its command line is read by stage 1's OptionParser, options.hpp,
+//          like every program's.)
 // Mirrors: nothing in asyncio. The role of Python's timeit and pyperf: run it several
 //          times, report a robust summary (the median), compare.
 //
@@ -27,17 +28,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
-#include <type_traits>
-#include <variant>
 #include <vector>
 
 namespace aio::bench {
 
-// ------------------------------------------------------------------ progress and failures
+// -------------------------------------------------------------------------------- progress
 
 // Progress for the person watching: stderr, flushed at once, so stdout stays machine
 // readable (RESULT lines) and a slow run shows where it is.
@@ -47,87 +45,6 @@ namespace aio::bench {
     std::vfprintf(stderr, format, args);
     va_end(args);
     std::fflush(stderr);
-}
-
-// A bad command line: say what is wrong and exit 2, as argparse does.
-[[noreturn, gnu::format(printf, 2, 3)]] inline void usage_error(const char* prog, const char* format, ...) {
-    std::fprintf(stderr, "%s: ", prog);
-    va_list args;
-    va_start(args, format);
-    std::vfprintf(stderr, format, args);
-    va_end(args);
-    std::fprintf(stderr, " (see --help)\n");
-    std::exit(2);
-}
-
-// ------------------------------------------------------------------------ the command line
-
-// A flag: `--no-python` stores `value` into `*target`.
-struct Flag {
-    bool* target;
-    bool value;
-};
-inline Flag set_flag(bool& target, bool value = true) { return Flag{&target, value}; }
-
-// One option: its name and where its value goes. The kind of pointer says how to parse it.
-struct Option {
-    const char* name;
-    std::variant<int*, long*, double*, std::string*, Flag> target;
-};
-
-namespace detail {
-// Whole-string number parsing: "12x" or "" is an error, not 12 or 0 (atoi would accept both).
-template <typename N>
-bool parse_number(const char* text, N& out) {
-    if (!*text) return false;
-    char* end = nullptr;
-    errno = 0;
-    if constexpr (std::is_same_v<N, double>) {
-        out = std::strtod(text, &end);
-    } else {
-        long v = std::strtol(text, &end, 10);
-        if constexpr (std::is_same_v<N, int>)
-            if (v < -2147483647L - 1 || v > 2147483647L) return false;
-        out = N(v);
-    }
-    return errno == 0 && end && *end == '\0';
-}
-}  // namespace detail
-
-// Parses argv against `options`. --help (or -h) prints usage(argv[0]) and exits 0; an
-// unknown argument, a missing value or a value that is not a number exits 2. Range checks
-// (--runs at least 1, ...) are the bench's own, after this returns.
-inline void parse_args(int argc, char** argv, void (*usage)(const char* prog), std::initializer_list<Option> options) {
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            std::exit(0);
-        }
-        const Option* opt = nullptr;
-        for (const Option& o : options)
-            if (a == o.name) opt = &o;
-        if (!opt) usage_error(argv[0], "unknown argument '%s'", argv[i]);
-        if (auto* f = std::get_if<Flag>(&opt->target)) {
-            *f->target = f->value;
-            continue;
-        }
-        if (i + 1 >= argc) usage_error(argv[0], "%s needs a value", argv[i]);
-        const char* text = argv[++i];
-        bool ok = std::visit(
-            [&](auto target) {
-                if constexpr (std::is_same_v<decltype(target), Flag>) {
-                    return true;  // handled above
-                } else if constexpr (std::is_same_v<decltype(target), std::string*>) {
-                    *target = text;
-                    return true;
-                } else {
-                    return detail::parse_number(text, *target);
-                }
-            },
-            opt->target);
-        if (!ok) usage_error(argv[0], "%s needs a number, not '%s'", opt->name, text);
-    }
 }
 
 // ---------------------------------------------------------------------- timing and summary

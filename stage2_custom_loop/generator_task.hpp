@@ -172,7 +172,7 @@ Coroutine<std::vector<R>> wait(std::vector<Coroutine<R>> coros) {
     for (auto& c : coros) tasks.push_back(loop.create_task(std::move(c)));
     std::vector<R> results;
     for (auto& t : tasks) {
-        Wakeup when_done(t);  // named first: no temporaries in a co_yield (hazard 3)
+        Wakeup when_done(t);  // named first: no temporaries in a co_yield (stage 1 README, hazard 3)
         if (!t->done()) co_yield std::move(when_done);
         results.push_back(t->result());
     }

@@ -8,26 +8,13 @@
 #include <vector>
 
 #include "stage1_generators/demo.hpp"
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/event_loop.hpp"
 #include "stage2_custom_loop/generator_task.hpp"
 
 using namespace aio::generator_based;
 
 namespace {
-
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--seconds S] [--quick] [--help]\n"
-        "\n"
-        "Reproduces the first two articles on stage 2's event loop:\n"
-        "  1. ten coroutines each sleep S seconds (default 1) and finish together, in about S s,\n"
-        "     using almost no CPU;\n"
-        "  2. the run_forever trap, then run_until_complete(wait(...)) with 2 and 3 coroutines;\n"
-        "  3. the flaw: one callback that blocks delays every timer behind it.\n"
-        "  --seconds S  the sleep of each coroutine; --seconds 10 gives the first article's numbers\n"
-        "  --quick      S = 0.2, for `make run`\n",
-        prog);
-}
 
 // [docs:demo_coroutine]
 // The first article's coroutine, as a generator coroutine on the loop.
@@ -127,7 +114,16 @@ void blocking_flaw(double seconds) {
 
 int main(int argc, char** argv) {
     double seconds = 1.0;
-    if (int status = aio::parse_demo_options(argc, argv, seconds, 0.2, usage); status >= 0) return status;
+    aio::OptionParser options(
+        "Reproduces the first two articles on stage 2's event loop:\n"
+        "  1. ten coroutines each sleep S seconds and finish together, in about S s, using\n"
+        "     almost no CPU;\n"
+        "  2. the run_forever trap, then run_until_complete(wait(...)) with 2 and 3 coroutines;\n"
+        "  3. the flaw: one callback that blocks delays every timer behind it.");
+    options
+        .number("--seconds", seconds, 0, 3600, "S", "the sleep of each coroutine; 10 gives the first article's numbers")
+        .constant("--quick", seconds, 0.2, "S = 0.2, for `make run`");
+    if (auto status = options.parse(argc, argv)) return *status;
     std::printf("Stage 2: an event loop with a ready queue and timers\n\n");
     first_article(seconds);
     second_article(seconds);

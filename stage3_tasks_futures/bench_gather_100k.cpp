@@ -8,7 +8,7 @@
 //           creation, their two steps each, the done-callbacks and the vector of results.
 // Python:   bench_gather_100k.py beside this file runs the same program on CPython's asyncio
 //           (`await asyncio.gather(*[one() for _ in range(N)])`) when python3 is on PATH.
-// Target:   none in issue 4; the ratio to CPython is printed.
+// Target:   none; the ratio to CPython is printed.
 //
 // Output: one `RESULT name=... variant=... value=... unit=...` line per figure, then a table.
 // Progress goes to stderr.
@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
@@ -33,37 +34,22 @@ struct Options {
     bool python = true;
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--count N] [--runs R] [--python-runs R] [--no-python] [--help]\n"
-        "\n"
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+    aio::OptionParser options(
         "gather over N tasks that each `co_await sleep(0)` once: the time from making the N\n"
         "coroutines to gather's return (median of R runs), in ms, and per task in ns.\n"
         "Then, if python3 is on PATH, runs bench_gather_100k.py (beside this program's source),\n"
-        "the same program on CPython's asyncio, and prints both side by side with the ratio.\n"
-        "\n"
-        "  --count N        tasks (default 100000)\n"
-        "  --runs R         runs of ours; the median is reported (default 5)\n"
-        "  --python-runs R  runs of the Python side (default 3)\n"
-        "  --no-python      skip the Python side\n",
-        prog);
-}
-
-Options parse_args(int argc, char** argv) {
-    Options o;
-    bench::parse_args(argc, argv, usage,
-                      {{"--count", &o.count},
-                       {"--runs", &o.runs},
-                       {"--python-runs", &o.python_runs},
-                       {"--no-python", bench::set_flag(o.python, false)}});
-    if (o.count < 1 || o.runs < 1 || o.python_runs < 1)
-        bench::usage_error(argv[0], "--count, --runs and --python-runs must be at least 1");
-    return o;
+        "the same program on CPython's asyncio, and prints both side by side with the ratio.");
+    options.integer("--count", o.count, 1L, 100'000'000L, "N", "tasks")
+        .integer("--runs", o.runs, 1, 1000, "R", "runs of ours; the median is reported")
+        .integer("--python-runs", o.python_runs, 1, 1000, "R", "runs of the Python side")
+        .constant("--no-python", o.python, false, "skip the Python side");
+    return options.parse(argc, argv);
 }
 
 aio::Coroutine<> one() { co_await aio::sleep(0); }
 
-// [docs:bench_gather]
 aio::Coroutine<> gather_main(long n, double& seconds, double& cpu) {
     const double cpu0 = bench::cpu_seconds(), t0 = bench::now();
     std::vector<aio::Coroutine<>> coros;
@@ -78,12 +64,12 @@ aio::Coroutine<> gather_main(long n, double& seconds, double& cpu) {
         std::exit(1);
     }
 }
-// [/docs:bench_gather]
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options o = parse_args(argc, argv);
+    Options o;
+    if (auto status = parse_args(argc, argv, o)) return *status;
     const std::string name = "gather_" + bench::count_label(o.count);
 
     std::vector<double> ms, cpu_ms;

@@ -8,7 +8,7 @@
 //              trip is two switches. The figure is the wall time over the switches counted.
 //   sleep0     one task running `co_await sleep(0)` N times: each iteration suspends the
 //              task, lets the loop run one pass and resumes it. ns per iteration.
-// Target:   issue 4: at most 100 ns per switch (CPython: about 2,900 ns).
+// Target:   at most 100 ns per switch (CPython: about 2,000 to 3,000 ns).
 //
 // Output: one `RESULT name=... variant=... value=... unit=...` line per figure, then a table
 // with CPython's figures and the ratios. Progress goes to stderr.
@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
@@ -28,7 +29,7 @@ namespace {
 
 namespace bench = aio::bench;
 
-constexpr double kTargetNsPerSwitch = 100.0;  // issue 4
+constexpr double kTargetNsPerSwitch = 100.0;
 
 struct Options {
     long rounds = 1'000'000;
@@ -38,10 +39,11 @@ struct Options {
     bool python = true;
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--rounds N] [--sleeps N] [--runs R] [--python-runs R] [--no-python] [--help]\n"
-        "\n"
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+    char target[48];
+    std::snprintf(target, sizeof target, "Target: at most %.0f ns per switch.", kTargetNsPerSwitch);
+    aio::OptionParser options(
         "The cost of a task switch, in ns, for two programs (median of R runs):\n"
         "  ping_pong  two tasks hand control back and forth through futures for N round trips:\n"
         "             each side creates a fresh Future for itself, completes the other side's,\n"
@@ -50,28 +52,14 @@ void usage(const char* prog) {
         "  sleep0     one task running `co_await sleep(0)` N times. Reported: ns per iteration\n"
         "             (each one a suspension, a pass of the loop, a resumption).\n"
         "Then, if python3 is on PATH, runs bench_switch.py (beside this program's source), the\n"
-        "same two programs on CPython's asyncio, and prints both side by side with the ratio.\n"
-        "Target (issue 4): at most %.0f ns per switch.\n"
-        "\n"
-        "  --rounds N       ping-pong round trips (default 1000000)\n"
-        "  --sleeps N       sleep(0) iterations (default 1000000)\n"
-        "  --runs R         runs of ours; the median is reported (default 5)\n"
-        "  --python-runs R  runs of the Python side, ~10 s each (default 1)\n"
-        "  --no-python      skip the Python side\n",
-        prog, kTargetNsPerSwitch);
-}
-
-Options parse_args(int argc, char** argv) {
-    Options o;
-    bench::parse_args(argc, argv, usage,
-                      {{"--rounds", &o.rounds},
-                       {"--sleeps", &o.sleeps},
-                       {"--runs", &o.runs},
-                       {"--python-runs", &o.python_runs},
-                       {"--no-python", bench::set_flag(o.python, false)}});
-    if (o.rounds < 1 || o.sleeps < 1 || o.runs < 1 || o.python_runs < 1)
-        bench::usage_error(argv[0], "--rounds, --sleeps, --runs and --python-runs must be at least 1");
-    return o;
+        "same two programs on CPython's asyncio, and prints both side by side with the ratio.\n" +
+        std::string(target));
+    options.integer("--rounds", o.rounds, 1L, 1'000'000'000L, "N", "ping-pong round trips")
+        .integer("--sleeps", o.sleeps, 1L, 1'000'000'000L, "N", "sleep(0) iterations")
+        .integer("--runs", o.runs, 1, 1000, "R", "runs of ours; the median is reported")
+        .integer("--python-runs", o.python_runs, 1, 1000, "R", "runs of the Python side, ~10 s each")
+        .constant("--no-python", o.python, false, "skip the Python side");
+    return options.parse(argc, argv);
 }
 
 // ---- ping_pong ----------------------------------------------------------------------------
@@ -81,7 +69,6 @@ struct PingPong {
     long switches = 0;                 // resumptions counted: one per switch
 };
 
-// [docs:bench_ping_pong]
 // One side. Completing the other side's future schedules that task (call_soon); awaiting
 // our own suspends us, and the loop runs the other side: one switch.
 aio::Coroutine<> player(PingPong& s, int me, long rounds) {
@@ -106,7 +93,6 @@ aio::Coroutine<> ping_pong_main(long rounds, PingPong& s, double& seconds, doubl
     seconds = bench::seconds_since(t0);
     cpu = bench::cpu_seconds() - cpu0;
 }
-// [/docs:bench_ping_pong]
 
 // ---- sleep0 -------------------------------------------------------------------------------
 
@@ -142,7 +128,8 @@ Figure run_sleep0(long n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options o = parse_args(argc, argv);
+    Options o;
+    if (auto status = parse_args(argc, argv, o)) return *status;
 
     struct Workload {
         const char* name;

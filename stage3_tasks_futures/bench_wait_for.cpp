@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
@@ -35,10 +36,9 @@ struct Options {
     bool python = true;
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--calls N] [--runs R] [--python-runs R] [--no-python] [--help]\n"
-        "\n"
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+    aio::OptionParser options(
         "The cost of wait_for when nothing times out, in ns per call (median of R runs):\n"
         "  ready         N x `co_await wait_for(ready(), 10.0)`, ready() returning at once: the\n"
         "                timeout scope alone\n"
@@ -48,28 +48,14 @@ void usage(const char* prog) {
         "                Python before 3.12, wait_for makes a task: compare this line instead)\n"
         "Then, if python3 is on PATH, runs bench_wait_for.py (beside this program's source), the\n"
         "same programs on CPython's asyncio (wait_for is built on asyncio.timeout since 3.12),\n"
-        "and prints both side by side with the ratio.\n"
-        "\n"
-        "  --calls N        wait_for calls per program (default 100000)\n"
-        "  --runs R         runs of ours; the median is reported (default 5)\n"
-        "  --python-runs R  runs of the Python side, ~1 s each (default 3)\n"
-        "  --no-python      skip the Python side\n",
-        prog);
+        "and prints both side by side with the ratio.");
+    options.integer("--calls", o.calls, 1L, 1'000'000'000L, "N", "wait_for calls per program")
+        .integer("--runs", o.runs, 1, 1000, "R", "runs of ours; the median is reported")
+        .integer("--python-runs", o.python_runs, 1, 1000, "R", "runs of the Python side, ~1 s each")
+        .constant("--no-python", o.python, false, "skip the Python side");
+    return options.parse(argc, argv);
 }
 
-Options parse_args(int argc, char** argv) {
-    Options o;
-    bench::parse_args(argc, argv, usage,
-                      {{"--calls", &o.calls},
-                       {"--runs", &o.runs},
-                       {"--python-runs", &o.python_runs},
-                       {"--no-python", bench::set_flag(o.python, false)}});
-    if (o.calls < 1 || o.runs < 1 || o.python_runs < 1)
-        bench::usage_error(argv[0], "--calls, --runs and --python-runs must be at least 1");
-    return o;
-}
-
-// [docs:bench_wait_for]
 aio::Coroutine<int> ready() { co_return 1; }
 
 aio::Coroutine<int> sleep0() {
@@ -96,7 +82,6 @@ aio::Coroutine<long> calls(Program program, long n) {
     }
     co_return sum;
 }
-// [/docs:bench_wait_for]
 
 struct Figure {
     double ns;      // wall clock, per call
@@ -117,7 +102,8 @@ Figure run(Program program, long n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options o = parse_args(argc, argv);
+    Options o;
+    if (auto status = parse_args(argc, argv, o)) return *status;
 
     struct Workload {
         const char* name;

@@ -13,7 +13,7 @@
 // If the child does suspend, the parent suspends too, and later the child's return is
 // noticed by the Task, which resumes the parent (Task::run, a trampoline like stage 1's).
 // No coroutine ever resumes another by a tail call, so nothing depends on the compiler
-// turning symmetric transfer into a jump (GCC12_COROUTINE_HAZARDS.md, hazard 7).
+// turning symmetric transfer into a jump (hazard 7, stage1_generators/README.md's appendix).
 #pragma once
 
 #include <coroutine>

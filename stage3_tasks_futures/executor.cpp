@@ -29,7 +29,6 @@ std::size_t ThreadPoolExecutor::thread_count() const {
     return threads_.size();
 }
 
-// [docs:submit_item]
 void ThreadPoolExecutor::submit_item(std::unique_ptr<WorkItem> item) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -56,9 +55,7 @@ void ThreadPoolExecutor::submit_item(std::unique_ptr<WorkItem> item) {
     }
     work_available_.notify_one();
 }
-// [/docs:submit_item]
 
-// [docs:worker_main]
 // A worker takes jobs until the executor is shut down and the queue is empty: shutdown()
 // lets the queued work finish, as CPython's does (unless cancel_futures, which we lack).
 void ThreadPoolExecutor::worker_main() {
@@ -82,7 +79,6 @@ void ThreadPoolExecutor::worker_main() {
         lock.lock();
     }
 }
-// [/docs:worker_main]
 
 void ThreadPoolExecutor::shutdown(bool wait) {
     std::vector<std::thread> to_join;
@@ -115,21 +111,15 @@ namespace {
 // entry would be found again by a new loop that happens to get the same address.
 // Programs have few loops, so a vector is the map.
 std::mutex g_loops_mutex;
-std::vector<std::unique_ptr<LoopExecutors>> g_loops;
-
-LoopExecutors* find_locked(EventLoop& loop) {
-    for (auto& e : g_loops)
-        if (&e->loop() == &loop) return e.get();
-    return nullptr;
-}
+std::vector<std::shared_ptr<LoopExecutors>> g_loops;
 
 // The close callback: take this loop's state out of the registry, then close it (which
 // may block, joining threads) with no lock held.
 void close_loop(EventLoop& loop) {
-    std::unique_ptr<LoopExecutors> state;
+    std::shared_ptr<LoopExecutors> state;
     {
         std::lock_guard<std::mutex> lock(g_loops_mutex);
-        auto it = std::find_if(g_loops.begin(), g_loops.end(), [&](auto& e) { return &e->loop() == &loop; });
+        auto it = std::find_if(g_loops.begin(), g_loops.end(), [&](auto& e) { return e->key() == &loop; });
         if (it == g_loops.end()) return;
         state = std::move(*it);
         g_loops.erase(it);
@@ -138,13 +128,6 @@ void close_loop(EventLoop& loop) {
 }
 
 }  // namespace
-
-LoopExecutors::LoopExecutors(EventLoop& loop) : loop_(loop), link_(std::make_shared<LoopLink>()) {
-    link_->loop = &loop;
-    link_->executors = this;
-}
-
-LoopExecutors::~LoopExecutors() { close(); }
 
 ThreadPoolExecutor& LoopExecutors::default_executor() {
     if (!default_executor_) default_executor_ = std::make_unique<ThreadPoolExecutor>();
@@ -170,59 +153,51 @@ void LoopExecutors::set_cancel_check(std::uint64_t id, Ref<Handle> callback) {
     if (it != in_flight_.end()) it->second.cancel_check = std::move(callback);
 }
 
-// [docs:loop_close]
 // Run by loop.close(), before it empties its queues. CPython's close() shuts the default
 // executor down without waiting (asyncio.run joins it beforehand, in
 // shutdown_default_executor); we join here, so that no thread outlives the loop. (So a
 // job that waits for something only the loop would do blocks close() for ever.)
 void LoopExecutors::close() {
-    // 1. Cut the link: from now on every worker, of any executor, drops what it computed
-    //    for this loop instead of posting it. Taking the mutex waits out a post in progress.
+    // 1. Cut the workers off: from now on every worker, of any executor, drops what it
+    //    computed for this loop instead of posting it. Taking the mutex waits out a post in
+    //    progress.
     {
-        std::lock_guard<std::mutex> lock(link_->mutex);
-        if (!link_->loop) return;  // closed already
-        link_->loop = nullptr;
-        link_->executors = nullptr;
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!loop_) return;  // closed already
+        loop_ = nullptr;
     }
     // 2. Join the default executor: calls already running complete, queued ones whose
     //    Future was cancelled are skipped, the others still run (as after CPython's
-    //    shutdown(wait=True)); all their results are dropped.
+    //    shutdown(wait=True)); all their results are dropped. Then free it here: a worker
+    //    may hold the last reference to this object, and must not be the one to destroy an
+    //    executor (a worker cannot join itself).
     if (default_executor_) default_executor_->shutdown(true);
+    default_executor_.reset();
     // 3. Release the Futures still waiting for a result that can no longer come. This is the
     //    loop's thread, the only one that may drop a Ref to them. Whoever holds one may keep
     //    it past the loop, so take our done-callback off: completing or cancelling it later
-    //    must have nothing to schedule on a loop that is gone.
+    //    must have nothing to schedule on a loop that is gone. (The callbacks also hold this
+    //    object: taking them off breaks that cycle.)
     for (auto& [id, call] : in_flight_)
         if (call.cancel_check) call.future->remove_done_callback(call.cancel_check);
     in_flight_.clear();
 }
-// [/docs:loop_close]
 
-LoopExecutors& loop_executors(EventLoop& loop) {
+std::shared_ptr<LoopExecutors> loop_executors(EventLoop& loop) {
     {
         std::lock_guard<std::mutex> lock(g_loops_mutex);
-        if (LoopExecutors* state = find_locked(loop)) return *state;
+        for (auto& e : g_loops)
+            if (e->key() == &loop) return e;
     }
     // A closed loop runs no more close callbacks, so nothing would ever free its state.
     if (loop.is_closed()) throw RuntimeError("run_in_executor on a closed event loop: create a new EventLoop (or use run())");
     // In this order, a failure at any step leaves nothing behind that could point to a
     // loop that has gone: a close callback that finds no state does nothing.
-    auto state = std::make_unique<LoopExecutors>(loop);
+    auto state = std::make_shared<LoopExecutors>(loop);
     loop.add_close_callback([&loop] { close_loop(loop); });
     std::lock_guard<std::mutex> lock(g_loops_mutex);
-    g_loops.push_back(std::move(state));
-    return *g_loops.back();
-}
-
-Ref<FutureBase> take_in_flight(LoopLink& link, std::uint64_t id) {
-    LoopExecutors* executors;
-    {
-        std::lock_guard<std::mutex> lock(link.mutex);
-        executors = link.executors;
-    }
-    // Only the loop's thread clears `executors` (in close) and only it calls this, so the
-    // object cannot vanish between the unlock and the use.
-    return executors ? executors->take(id) : nullptr;
+    g_loops.push_back(state);
+    return state;
 }
 
 }  // namespace detail

@@ -26,10 +26,18 @@
 //   Future is still pending (it may have been
 //   cancelled meanwhile), set its result
 //
-// A worker reaches the loop only through a LoopLink, which the loop empties when it starts
-// to close, under the link's mutex; the worker holds that mutex while it posts. So once a
-// loop has begun closing, no worker touches it again, and a result computed for it is
-// dropped on the worker's side. That holds for any executor, the loop's own or yours.
+// A worker reaches the loop only through the loop's LoopExecutors (below), which cuts itself
+// off from the loop when the loop starts to close, under a mutex the worker holds while it
+// posts. So once a loop has begun closing, no worker touches it again, and a result computed
+// for it is dropped on the worker's side. That holds for any executor, the loop's own or yours.
+//
+// Why this takes more than the 55-odd lines CPython needs: Python's objects may be shared by
+// threads (the GIL guards their counts), so CPython hands the worker the Future itself. Here
+// the non-atomic count forces the number and the table (LoopExecutors), which must also
+// outlive the loop for workers that are still running; std::function cannot hold a move-only
+// job (a lambda owning a unique_ptr argument), so the pool erases the job's type itself
+// (WorkItem); and the value or exception needs a carrier across (Outcome). That is all the
+// plumbing there is.
 //
 // Lifetime rules for an executor you create yourself (the loop's default one needs none):
 //  - it is yours to shut down; its destructor does shutdown(wait=true);
@@ -65,7 +73,6 @@
 
 namespace aio {
 
-// [docs:thread_pool_executor]
 // A pool of worker threads taking jobs from one queue (a mutex, a condition variable and a
 // deque: CPython uses a queue.SimpleQueue). Threads are started lazily, one for each job
 // that finds no idle worker, until there are max_workers of them; they then stay until
@@ -121,33 +128,22 @@ private:
     std::size_t idle_ = 0;                         // workers waiting for a job; guarded by mutex_
     bool shutdown_ = false;                        // guarded by mutex_
 };
-// [/docs:thread_pool_executor]
 
 namespace detail {
 
-class LoopExecutors;
-
-// The only way from a worker thread to a loop. The workers hold it by shared_ptr (whose
-// count is atomic), so it outlives the loop if it must; the loop empties it when it starts
-// to close. A worker posts a result while holding `mutex`, so the loop cannot close, let
-// alone be destroyed, in the middle of that call.
-struct LoopLink {
-    std::mutex mutex;
-    EventLoop* loop = nullptr;           // guarded by mutex; null once the loop is closing
-    LoopExecutors* executors = nullptr;  // guarded by mutex; null once the loop is closing
-};
-
-// What run_in_executor keeps per loop: the default executor and the in-flight table.
-// Created on first use, destroyed when the loop closes; touched on the loop's thread only.
+// What run_in_executor keeps per loop: the default executor, the in-flight table, and the
+// workers' only way back to the loop. Workers hold it by shared_ptr (whose count is atomic),
+// so it may outlive its loop; close() cuts it off from the loop first, under `mutex_`, and a
+// worker posts while holding that mutex, so the loop cannot close, let alone be destroyed,
+// in the middle of a post. Everything but post() is for the loop's thread only.
 class LoopExecutors {
 public:
-    explicit LoopExecutors(EventLoop& loop);
-    ~LoopExecutors();
+    explicit LoopExecutors(EventLoop& loop) : key_(&loop), loop_(&loop) {}
     LoopExecutors(const LoopExecutors&) = delete;
     LoopExecutors& operator=(const LoopExecutors&) = delete;
 
-    EventLoop& loop() const noexcept { return loop_; }
-    const std::shared_ptr<LoopLink>& link() const noexcept { return link_; }
+    // The loop this belongs to, even after close() (the registry's key; never dereferenced).
+    const EventLoop* key() const noexcept { return key_; }
     // CPython's loop._default_executor, created on first use.
     ThreadPoolExecutor& default_executor();
 
@@ -160,28 +156,35 @@ public:
     // The done-callback run_in_executor put on the Future, taken off again at close.
     void set_cancel_check(std::uint64_t id, Ref<Handle> callback);
 
-    // The loop is closing: cut the link, join the default executor, drop the table.
+    // Any thread: schedule `callback` on the loop with call_soon_threadsafe, unless the loop
+    // is closing or gone; then drop it (nobody can receive it) and return false.
+    template <typename F>
+    bool post(F callback, const char* name) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!loop_) return false;
+        loop_->call_soon_threadsafe(std::move(callback), name);
+        return true;
+    }
+
+    // The loop is closing: cut the workers off, join the default executor, drop the table.
     void close();
 
 private:
-    EventLoop& loop_;
-    std::shared_ptr<LoopLink> link_;
+    const EventLoop* const key_;
+    std::mutex mutex_;
+    EventLoop* loop_;  // guarded by mutex_; null once the loop is closing
     std::unique_ptr<ThreadPoolExecutor> default_executor_;
     struct InFlight {
         Ref<FutureBase> future;
-        Ref<Handle> cancel_check;
+        Ref<Handle> cancel_check;  // the done-callback run_in_executor put on it
     };
     std::unordered_map<std::uint64_t, InFlight> in_flight_;
     std::uint64_t next_id_ = 0;
 };
 
-// The LoopExecutors of `loop`, created on first use, and destroyed by a callback that
+// The LoopExecutors of `loop`, created on first use and closed by a callback that the loop's
 // close() runs. Throws RuntimeError if the loop is closed (its close callbacks have run).
-LoopExecutors& loop_executors(EventLoop& loop);
-
-// Loop thread: the Future numbered `id`, taken out of the table, or null (the loop is
-// closing, or the future was cancelled and forgotten).
-Ref<FutureBase> take_in_flight(LoopLink& link, std::uint64_t id);
+std::shared_ptr<LoopExecutors> loop_executors(EventLoop& loop);
 
 // What a call produced, carried from the worker to the loop.
 template <typename R>
@@ -190,13 +193,12 @@ struct Outcome {
     std::exception_ptr error;
 };
 
-// [docs:deliver]
 // Loop thread, as a callback posted by the worker: complete the Future, unless nobody is
 // waiting for it any more. A Future cancelled while its call ran is done already; setting
 // its result would raise InvalidStateError, so the late result is dropped instead.
 template <typename R>
-void deliver(LoopLink& link, std::uint64_t id, Outcome<R>& outcome) {
-    Ref<FutureBase> base = take_in_flight(link, id);
+void deliver(LoopExecutors& state, std::uint64_t id, Outcome<R>& outcome) {
+    Ref<FutureBase> base = state.take(id);
     if (!base || base->done()) return;
     auto& fut = static_cast<Future<R>&>(*base);
     if (outcome.error) {
@@ -214,65 +216,24 @@ void deliver(LoopLink& link, std::uint64_t id, Outcome<R>& outcome) {
 
 // Worker thread: hand the outcome to the loop through its one door, call_soon_threadsafe.
 template <typename R>
-void post_outcome(const std::shared_ptr<LoopLink>& link, std::uint64_t id, Outcome<R>& outcome) noexcept {
-    std::lock_guard<std::mutex> lock(link->mutex);
-    if (!link->loop) return;  // the loop is closing or gone: nobody can receive this result
+void post_outcome(const std::shared_ptr<LoopExecutors>& state, std::uint64_t id, Outcome<R>& outcome) noexcept {
     try {
-        link->loop->call_soon_threadsafe(
-            [link, id, outcome = std::move(outcome)]() mutable { deliver<R>(*link, id, outcome); },
-            "run_in_executor result");
+        state->post([state, id, outcome = std::move(outcome)]() mutable { deliver<R>(*state, id, outcome); },
+                    "run_in_executor result");
     } catch (...) {
         // Moving the result into the callback threw (the value's move), or allocating it
         // failed: send that failure instead, so that the Future does not wait for ever.
         try {
             Outcome<R> failed{std::nullopt, std::current_exception()};
-            link->loop->call_soon_threadsafe(
-                [link, id, failed = std::move(failed)]() mutable { deliver<R>(*link, id, failed); },
-                "run_in_executor result");
+            state->post([state, id, failed = std::move(failed)]() mutable { deliver<R>(*state, id, failed); },
+                        "run_in_executor result");
         } catch (...) {
-            // call_soon_threadsafe raises RuntimeError on a closed loop (the link rules that
-            // out, but the rule is cheap to keep), or there is no memory left: the loop
-            // cannot be told, so the outcome is dropped, as CPython does for a closed loop.
+            // There is no memory left (or the loop raised RuntimeError for being closed,
+            // which post() rules out, but the rule is cheap to keep): the loop cannot be
+            // told, so the outcome is dropped, as CPython does for a closed loop.
         }
     }
 }
-// [/docs:deliver]
-
-// [docs:executor_call]
-// The job a worker runs for run_in_executor: the function and decayed copies of its
-// arguments, plus how to get the outcome back. It owns no reference to the Future.
-template <typename R, typename F, typename... Args>
-class ExecutorCall {
-public:
-    ExecutorCall(std::shared_ptr<LoopLink> link, std::uint64_t id, std::shared_ptr<std::atomic<bool>> cancelled,
-                 F fn, std::tuple<Args...> args)
-        : link_(std::move(link)), id_(id), cancelled_(std::move(cancelled)), fn_(std::move(fn)), args_(std::move(args)) {}
-
-    void operator()() noexcept {
-        // CPython's set_running_or_notify_cancel: a call whose Future was cancelled before a
-        // worker got to it never runs. (Relaxed is enough: the flag guards no other data.)
-        if (cancelled_->load(std::memory_order_relaxed)) return;
-        Outcome<R> outcome;
-        try {
-            if constexpr (std::is_void_v<R>) {
-                std::apply(std::move(fn_), std::move(args_));
-            } else {
-                outcome.value.emplace(std::apply(std::move(fn_), std::move(args_)));
-            }
-        } catch (...) {
-            outcome.error = std::current_exception();
-        }
-        post_outcome<R>(link_, id_, outcome);
-    }
-
-private:
-    std::shared_ptr<LoopLink> link_;
-    std::uint64_t id_;
-    std::shared_ptr<std::atomic<bool>> cancelled_;  // set on the loop thread, read here
-    F fn_;
-    std::tuple<Args...> args_;
-};
-// [/docs:executor_call]
 
 }  // namespace detail
 
@@ -281,7 +242,6 @@ private:
 template <typename F, typename... Args>
 using executor_result_t = std::remove_cvref_t<std::invoke_result_t<F, Args...>>;
 
-// [docs:run_in_executor]
 // loop.run_in_executor(executor, fn, *args): call fn(args...) on a worker thread of
 // `executor` (the loop's default executor if it is null) and return a Future for the
 // result, or for the exception fn throws. fn and args are copied here (decayed, as
@@ -296,31 +256,48 @@ Ref<Future<executor_result_t<F, Args...>>> run_in_executor(EventLoop& loop, Thre
     using R = executor_result_t<F, Args...>;
     static_assert(std::is_void_v<R> || std::is_move_constructible_v<R>,
                   "run_in_executor: the function's result must be movable, to carry it back to the loop");
-    detail::LoopExecutors& state = detail::loop_executors(loop);
-    ThreadPoolExecutor& pool = executor ? *executor : state.default_executor();
+    std::shared_ptr<detail::LoopExecutors> state = detail::loop_executors(loop);
+    ThreadPoolExecutor& pool = executor ? *executor : state->default_executor();
     Ref<Future<R>> fut = create_future<R>(loop);
+    // CPython's _chain_future cancels the thread's future when the asyncio one is cancelled
+    // (_call_check_cancel); here a done-callback raises a flag that the worker checks before
+    // it starts, and forgets the Future, whose result nobody wants now.
     auto cancelled = std::make_shared<std::atomic<bool>>(false);
-    const std::uint64_t id = state.track(fut);
+    const std::uint64_t id = state->track(fut);
     try {
-        // CPython's _chain_future cancels the thread's future when the asyncio one is
-        // cancelled (_call_check_cancel); here a done-callback raises a flag that the worker
-        // checks before it starts, and forgets the Future, whose result nobody wants now.
-        state.set_cancel_check(id, fut->add_done_callback(
-                                       [cancelled, link = state.link(), id](FutureBase& f) {
-                                           if (!f.cancelled()) return;
-                                           cancelled->store(true, std::memory_order_relaxed);
-                                           detail::take_in_flight(*link, id);
-                                       },
-                                       "run_in_executor cancel check"));
-        pool.submit(detail::ExecutorCall<R, F, Args...>(state.link(), id, cancelled, std::move(fn),
-                                                        std::tuple<Args...>(std::move(args)...)));
+        state->set_cancel_check(id, fut->add_done_callback(
+                                        [cancelled, state, id](FutureBase& f) {
+                                            if (!f.cancelled()) return;
+                                            cancelled->store(true, std::memory_order_relaxed);
+                                            state->take(id);
+                                        },
+                                        "run_in_executor cancel check"));
+        // The job: the function and decayed copies of its arguments, and how to send the
+        // outcome back. It owns no reference to the Future, only its number.
+        auto job = [state, id, cancelled, fn = std::move(fn),
+                    args = std::tuple<Args...>(std::move(args)...)]() mutable {
+            // CPython's set_running_or_notify_cancel: a call whose Future was cancelled before
+            // a worker got to it never runs. (Relaxed is enough: the flag guards no other data.)
+            if (cancelled->load(std::memory_order_relaxed)) return;
+            detail::Outcome<R> outcome;
+            try {
+                if constexpr (std::is_void_v<R>) {
+                    std::apply(std::move(fn), std::move(args));
+                } else {
+                    outcome.value.emplace(std::apply(std::move(fn), std::move(args)));
+                }
+            } catch (...) {
+                outcome.error = std::current_exception();
+            }
+            detail::post_outcome<R>(state, id, outcome);
+        };
+        pool.submit(std::move(job));
     } catch (...) {
-        state.take(id);  // e.g. the executor was shut down: nothing will complete this Future
+        state->take(id);  // e.g. the executor was shut down: nothing will complete this Future
         throw;
     }
     return fut;
 }
-// [/docs:run_in_executor]
 
 // On the running loop, with its default executor: `auto r = co_await run_in_executor(fn, x);`
 template <typename F, typename... Args>
@@ -336,7 +313,6 @@ Ref<Future<executor_result_t<F, Args...>>> run_in_executor(ThreadPoolExecutor& e
     return run_in_executor(get_running_loop(), &executor, std::move(fn), std::move(args)...);
 }
 
-// [docs:to_thread]
 // asyncio.to_thread(fn, *args): the same as a coroutine, on the default executor. Like any
 // coroutine it does nothing until awaited: `int n = co_await to_thread(count_lines, path);`
 template <typename F, typename... Args>
@@ -351,6 +327,5 @@ Coroutine<executor_result_t<F, Args...>> to_thread(F fn, Args... args) {
         co_return result;
     }
 }
-// [/docs:to_thread]
 
 }  // namespace aio

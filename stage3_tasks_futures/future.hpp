@@ -1,7 +1,7 @@
 // Stage 3: Futures and Tasks. A Future is a result that will arrive later.
 //
 // Adds:    FutureBase (state, exception, done-callbacks, cancel), Future<T> (the value),
-//          and `co_await fut`, which suspends the awaiting task until fut is done.
+//          and create_future. (`co_await fut` is in task.hpp: a Task is what waits.)
 // Mirrors: Future in Lib/asyncio/futures.py.
 //
 // A Future is pending, then done exactly once: with a result, with an exception, or

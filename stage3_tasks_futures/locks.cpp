@@ -31,8 +31,6 @@ void report_release_error(std::exception_ptr e) noexcept {
 }
 
 // --------------------------------------------------------------------------------- Lock
-
-// [docs:lock_wake_up_first]
 // Make sure the first waiter will run and take the lock. If its future is already done, it
 // has been woken (or cancelled, and will pass the turn on when it runs): nothing to do.
 void LockState::wake_up_first() {
@@ -40,8 +38,6 @@ void LockState::wake_up_first() {
     Ref<Future<>>& first = waiters.front();
     if (!first->done()) first->set_result();
 }
-// [/docs:lock_wake_up_first]
-
 // ---------------------------------------------------------------------------- Semaphore
 
 // Not free if no unit is, or if a waiter that has not given up is queued: such a waiter
@@ -82,8 +78,6 @@ void Event::set() {
     for (Ref<Future<>>& w : state_->waiters)
         if (!w->done()) w->set_result();
 }
-
-// [docs:event_wait]
 Coroutine<> Event::wait_on(Ref<detail::EventState> state) {
     if (state->value) co_return;
     detail::WaiterSlot slot(state->waiters);
@@ -91,8 +85,6 @@ Coroutine<> Event::wait_on(Ref<detail::EventState> state) {
     // anyway. The slot leaves the FIFO on the way out, whichever way that is.
     co_await slot.future();
 }
-// [/docs:event_wait]
-
 // ------------------------------------------------------------------------------------- Lock
 
 // [docs:lock_acquire]
@@ -138,8 +130,6 @@ Semaphore::Semaphore(int value, std::optional<int> bound) {
     if (value < 0) throw ValueError("Semaphore initial value must be >= 0, got " + std::to_string(value));
     state_ = make_ref<detail::SemaphoreState>(value, bound);
 }
-
-// [docs:semaphore_acquire]
 Coroutine<> Semaphore::acquire_on(Ref<detail::SemaphoreState> state) {
     if (!state->locked()) {
         --state->value;
@@ -174,8 +164,6 @@ Coroutine<> Semaphore::acquire_on(Ref<detail::SemaphoreState> state) {
     // now that we have ours, let in as many of them as there are units.
     state->wake_up_while_free();
 }
-// [/docs:semaphore_acquire]
-
 void Semaphore::release() {
     if (state_->bound && state_->value >= *state_->bound)
         throw ValueError("BoundedSemaphore.release(): released too many times (more releases than acquires, value " +

@@ -61,7 +61,7 @@ void remove_waiter(WaiterDeque& waiters, const Ref<Future<>>& fut) noexcept;
 // back. Its destructor takes the future out again, so the place is given up however the
 // coroutine leaves, including when a suspended coroutine's frame is destroyed (its task was
 // freed with its loop): then no code after the co_await runs, only destructors
-// (GCC12_COROUTINE_HAZARDS.md, last paragraph). The deque must outlive the slot; it does,
+// (stage1_generators/README.md, appendix, last rule). The deque must outlive the slot; it does,
 // because the coroutine holds the primitive's state as a by-value parameter.
 class WaiterSlot {
 public:

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage3_tasks_futures/executor.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/taskgroups.hpp"
@@ -18,21 +19,6 @@ namespace {
 // One "second" of the articles, in real seconds: 1 with --full, a tenth by default.
 double unit = 0.1;
 aio::Timeline* timeline = nullptr;
-
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--full] [--quick] [--trace FILE] [--help]\n"
-        "\n"
-        "Reproduces the articles' examples of Tasks and Futures on stage 3's async/await:\n"
-        "create_task and gather, the four arithmetic coroutines, current_task/all_tasks, a Future\n"
-        "set by another task, run_in_executor, a task that is done before it is awaited, and a\n"
-        "CPU-bound step caught by debug mode. Concurrent parts are drawn as a timeline.\n"
-        "  --full        the articles' timings (1 unit = 1 s); the default is 1 unit = 0.1 s\n"
-        "  --quick       1 unit = 0.05 s, for `make run`\n"
-        "  --trace FILE  also write the timeline as Chrome Trace Event JSON (open it in\n"
-        "                https://ui.perfetto.dev or chrome://tracing)\n",
-        prog);
-}
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -262,22 +248,18 @@ void example(const char* title, F make, bool record = false, bool debug = false)
 
 int main(int argc, char** argv) {
     std::string trace_path;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            return 0;
-        } else if (a == "--full") {
-            unit = 1.0;
-        } else if (a == "--quick") {
-            unit = 0.05;
-        } else if (a == "--trace" && i + 1 < argc) {
-            trace_path = argv[++i];
-        } else {
-            std::fprintf(stderr, "error: unknown argument '%s' (try --help)\n", argv[i]);
-            return 2;
-        }
-    }
+    aio::OptionParser options(
+        "Reproduces the articles' examples of Tasks and Futures on stage 3's async/await:\n"
+        "create_task and gather, the four arithmetic coroutines, current_task/all_tasks, a Future\n"
+        "set by another task, run_in_executor, a task that is done before it is awaited, and a\n"
+        "CPU-bound step caught by debug mode. Concurrent parts are drawn as a timeline.\n"
+        "One unit of the articles' time is 0.1 s unless --full or --quick says otherwise.");
+    options.constant("--full", unit, 1.0, "the articles' timings: 1 unit = 1 s")
+        .constant("--quick", unit, 0.05, "1 unit = 0.05 s, for `make run`")
+        .output_file("--trace", trace_path, "FILE",
+                     "also write the timeline as Chrome Trace Event JSON (open it in\n"
+                     "https://ui.perfetto.dev or chrome://tracing)");
+    if (auto status = options.parse(argc, argv)) return *status;
     aio::Timeline all;
     if (!trace_path.empty()) timeline = &all;
 

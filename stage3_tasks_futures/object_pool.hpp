@@ -33,8 +33,12 @@ constexpr std::size_t block_size(std::size_t size) noexcept {
     return size > kMaxPooledSize ? size : (size + 15) / 16 * 16;
 }
 // How many times this thread has asked for exactly `size` bytes (sizes up to kMaxPooledSize;
-// counted under the sanitizers too). This is how bench_tasks_1m and the tests see what a
-// task is made of: an increment per allocation is cheap enough to leave on.
+// counted under the sanitizers too). This is how bench_tasks_1m's breakdown and the tests see
+// what a task is made of. Measured (callgrind, bench_tasks_1m's run of 200,000 tasks): the
+// increment is 3 instructions per allocation, 0.8% of the run's instructions, and no
+// difference in its time above the noise (median of 15 runs of a million tasks each way).
+// A switch to turn it off would itself cost a load and a branch per allocation, about as
+// much, and a build just for the bench would double the library's builds; so it stays on.
 long requests(std::size_t size) noexcept;
 
 }  // namespace aio::pool

@@ -98,7 +98,6 @@ private:
             if (--unfinished_tasks == 0) finished.set();
         }
 
-        // [docs:queue_wake_up_next]
         // Pop waiters until one is still waiting, and wake it. Those already done were
         // cancelled: they are leaving, and take nothing.
         static void wake_up_next(detail::WaiterDeque& waiters) {
@@ -111,7 +110,6 @@ private:
                 }
             }
         }
-        // [/docs:queue_wake_up_next]
 
         int maxsize;
         std::deque<T> items;
@@ -121,7 +119,6 @@ private:
         Event finished;                    // set while unfinished_tasks == 0
     };
 
-    // [docs:queue_get]
     static Coroutine<T> get_from(Ref<State> state) {
         while (state->items.empty()) {
             detail::WaiterSlot getter(state->getters);
@@ -144,7 +141,6 @@ private:
             throw;
         }
     }
-    // [/docs:queue_get]
 
     static Coroutine<> put_into(Ref<State> state, T item) {
         while (state->full()) {

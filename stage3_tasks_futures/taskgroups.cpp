@@ -19,7 +19,6 @@ std::string cancel_message(const std::exception_ptr& e) {
 }
 }  // namespace
 
-// [docs:task_group_exit]
 // Leaving the block: wait until every task has finished, then say what happened. Three
 // things can be in flight: the body's own failure, a cancellation of the parent (from
 // outside, or our own request after a task failed) and the tasks' failures. Failures win;
@@ -63,7 +62,6 @@ Coroutine<> TaskGroup::exit(std::exception_ptr body_failure) {
     }
     throw ExceptionGroup("unhandled errors in a TaskGroup", std::move(errors_));
 }
-// [/docs:task_group_exit]
 
 // [docs:task_group_on_task_done]
 // A task of the group has finished (a done-callback, so on a pass after it did). The first

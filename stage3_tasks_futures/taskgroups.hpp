@@ -50,7 +50,6 @@ public:
     TaskGroup(const TaskGroup&) = delete;
     TaskGroup& operator=(const TaskGroup&) = delete;
 
-    // [docs:task_group_create_task]
     // asyncio's TaskGroup.create_task: a task of the group, on the parent's loop. Raises
     // RuntimeError (and never starts coro) once the group is shutting down (a task failed,
     // or the parent was cancelled) or has finished. A task of the group may add others.
@@ -61,7 +60,6 @@ public:
         add(Ref<TaskBase>(task));
         return task;
     }
-    // [/docs:task_group_create_task]
 
 private:
     template <typename T, typename F>
@@ -92,7 +90,6 @@ private:
 };
 
 namespace detail {
-// [docs:task_group_scope]
 // `async with TaskGroup() as tg: return await body(tg)`, in the current task.
 template <typename T, typename F>
 Coroutine<T> task_group_scope(F* body) {
@@ -114,10 +111,8 @@ Coroutine<T> task_group_scope(F* body) {
     // exit() returns only if nothing failed, so the body returned its value.
     if constexpr (!std::is_void_v<T>) co_return std::move(*value);
 }
-// [/docs:task_group_scope]
 }  // namespace detail
 
-// [docs:task_group]
 // asyncio.TaskGroup: run `body` (a named callable taking TaskGroup& and returning a
 // Coroutine) in the current task, then wait for every task it created in the group; return
 // the body's value. Raises ExceptionGroup with every failure (of the tasks, and of the body)
@@ -128,7 +123,6 @@ template <typename F>
 Coroutine<detail::scope_body_result_t<F, TaskGroup>> task_group(F& body) {
     return detail::task_group_scope<detail::scope_body_result_t<F, TaskGroup>>(&body);
 }
-// [/docs:task_group]
 
 // A lambda written inside the call: does not compile, on purpose (timeouts.hpp says why).
 template <typename F>
@@ -137,7 +131,7 @@ void task_group(F&&) {
     static_assert(detail::named_body_required<F>,
                   "task_group(body): name the body first, `auto body = [&](aio::TaskGroup& tg) -> "
                   "aio::Coroutine<...> {...};` then `co_await aio::task_group(body);`. g++ 12 miscompiles a "
-                  "capturing lambda written inside a co_await (GCC12_COROUTINE_HAZARDS.md, hazards 1 and 2).");
+                  "capturing lambda written inside a co_await (hazards 1 and 2, stage1_generators/README.md's appendix).");
 }
 
 }  // namespace aio

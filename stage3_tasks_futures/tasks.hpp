@@ -345,7 +345,6 @@ Coroutine<typename F::value_type> wait_for_no_time(Ref<F> fut) {
 
 // ---------------------------------------------------------------------------------- shield
 
-// [docs:shield]
 // asyncio.shield: a future with aw's outcome, whose cancellation leaves aw running. A task
 // awaiting it and cancelled gets CancelledError at once; aw (a coroutine becomes a task)
 // goes on, and its result, or failure, is then nobody's (not reported as lost).
@@ -379,7 +378,6 @@ Ref<Future<awaitable_result_t<Aw>>> shield(Aw aw) {
         inner->add_done_callback(std::move(pass_on), "shield");
     return outer;
 }
-// [/docs:shield]
 
 // ---------------------------------------------------------------------------- as_completed
 

@@ -2,11 +2,11 @@
 #include "stage3_tasks_futures/timeline.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <fstream>
-#include <string_view>
 #include <utility>
+
+#include "stage3_tasks_futures/timeline_text.hpp"
 
 namespace aio {
 
@@ -16,126 +16,13 @@ constexpr std::size_t kMaxGanttRows = 50;   // a million tasks would be a millio
 constexpr std::size_t kMaxLabelWidth = 24;  // longer task names are cut in the chart
 constexpr int kTickEvery = 10;              // a '+' on the time axis every 10 columns
 
-// Locale-independent fixed-point formatting: a trace written under a German locale must
-// still say 1.5, not 1,5, or it is not JSON.
-std::string fixed(double value, int decimals) {
-    char buf[64];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::fixed, decimals);
-    return ec == std::errc() ? std::string(buf, end) : std::string("?");
-}
+using timeline_text::append_json_string;
+using timeline_text::display_width;
+using timeline_text::fixed;
+using timeline_text::human_duration;
 
-// "52.1 us", "3.20 ms", "1.50 s": three significant digits in a unit that suits the value.
-std::string human_duration(double seconds) {
-    const char* unit = seconds >= 1.0 ? " s" : seconds >= 1e-3 ? " ms" : " us";
-    const double v = seconds * (seconds >= 1.0 ? 1.0 : seconds >= 1e-3 ? 1e3 : 1e6);
-    return fixed(v, v < 10 ? 2 : v < 100 ? 1 : 0) + unit;
-}
-
-// The length of the valid UTF-8 sequence starting at s[i], or 0 if it is not one (a stray
-// continuation byte, a truncated sequence, an overlong form, a surrogate, or > U+10FFFF).
-// The second byte's range is what rules out the last three, as in the Unicode standard's
-// table of well-formed byte sequences.
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;  // below: overlong
-        if (c == 0xED) hi = 0x9F;  // above: UTF-16 surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;  // below: overlong
-        if (c == 0xF4) hi = 0x8F;  // above: beyond U+10FFFF
-    } else {
-        return 0;
-    }
-    if (i + n > s.size()) return 0;
-    for (std::size_t k = 1; k < n; ++k) {
-        const auto b = static_cast<unsigned char>(s[i + k]);
-        if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return 0;
-    }
-    return n;
-}
-
-// s as a JSON string literal. A task name is any std::string, so this must handle all of
-// them: '"' and '\' are escaped, control characters become \n, \t, ... or \u00XX, and bytes
-// that are not valid UTF-8 become U+FFFD, because JSON text must be Unicode and a strict
-// parser rejects the whole file over one bad byte.
-void append_json_string(std::string& out, std::string_view s) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    out += '"';
-    for (std::size_t i = 0; i < s.size();) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x80) {
-            const std::size_t n = utf8_length(s, i);
-            if (n) {
-                out.append(s, i, n);
-                i += n;
-            } else {
-                out += "\\ufffd";
-                ++i;
-            }
-            continue;
-        }
-        ++i;
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\b':
-                out += "\\b";
-                break;
-            case '\f':
-                out += "\\f";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out += kHex[c >> 4];
-                    out += kHex[c & 0xF];
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    out += '"';
-}
-
-// A task name as a chart label: control characters would break the row, so they show as
-// '?', and a long name is cut (at a character boundary, not inside a UTF-8 sequence).
-std::string label_of(const std::string& name) {
-    std::string label = name;
-    for (char& ch : label)
-        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7F) ch = '?';
-    if (label.size() > kMaxLabelWidth) {
-        std::size_t cut = kMaxLabelWidth - 1;
-        while (cut > 0 && (static_cast<unsigned char>(label[cut]) & 0xC0) == 0x80) --cut;
-        label.resize(cut);
-        label += '~';
-    }
-    return label;
-}
-
-// The width a terminal gives a label: count characters, not the bytes of UTF-8 sequences.
-std::size_t display_width(const std::string& s) {
-    return static_cast<std::size_t>(
-        std::count_if(s.begin(), s.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; }));
-}
+// A task name as a chart label, at most kMaxLabelWidth bytes.
+std::string label_of(const std::string& name) { return timeline_text::chart_label(name, kMaxLabelWidth); }
 
 }  // namespace
 
@@ -160,7 +47,6 @@ Timeline::Recording::~Recording() {
     set_step_observer(previous_);
 }
 
-// [docs:timeline_step]
 // The clock is read last in step_begin and first in step_end, so that the bookkeeping
 // around it is not charged to the task.
 void Timeline::step_begin(TaskBase& task) {
@@ -178,9 +64,7 @@ void Timeline::step_end(TaskBase& task) {
     slices_[open_].end = now;
     open_ = kNoSlice;
 }
-// [/docs:timeline_step]
 
-// [docs:timeline_row]
 // Which row a task's step belongs to, keyed by the task's id (the N of Task-N). Not by its
 // address: when a task is freed, the next task allocated may get the same memory, and it
 // must not be drawn in the dead task's row (the same trap as a handle whose memory is reused
@@ -193,7 +77,6 @@ std::uint32_t Timeline::row_for(const TaskBase& task) {
     names_.push_back(task.get_name());
     return it->second;
 }
-// [/docs:timeline_row]
 
 double Timeline::duration() const noexcept {
     if (slices_.empty()) return 0;
@@ -236,7 +119,6 @@ void Timeline::merge(const Timeline& other) {
 
 // ---------------------------------------------------------------------------- Gantt chart
 
-// [docs:gantt]
 // Each column is a bucket of duration()/width seconds. A column is '#' if any step of the
 // task touched its bucket: steps are usually microseconds long and buckets milliseconds, so
 // a rule like "ran for most of the bucket" would draw nothing at all.
@@ -263,7 +145,6 @@ std::string Timeline::gantt(int width) const {
         ran[s.task] += s.end - s.start;
         ran_total += s.end - s.start;
     }
-    // [/docs:gantt]
 
     const std::size_t shown = std::min(names_.size(), kMaxGanttRows);
     std::vector<std::string> labels;
@@ -314,7 +195,6 @@ std::string Timeline::gantt(int width) const {
 
 // --------------------------------------------------------------------------- Chrome trace
 
-// [docs:chrome_trace]
 // The Trace Event Format (the "JSON Object Format" of Google's spec, which Perfetto and
 // chrome://tracing both read). Every step ran on the loop's one thread, but each task gets
 // a "tid" of its own: trace viewers draw one row per thread, and one row per task is what
@@ -355,7 +235,6 @@ void Timeline::write_chrome_trace(std::ostream& out) const {
     }
     out << "\n]}\n";
 }
-// [/docs:chrome_trace]
 
 bool Timeline::write_chrome_trace(const std::string& path) const {
     std::ofstream file(path, std::ios::binary | std::ios::trunc);

@@ -29,7 +29,7 @@
 //     co_await aio::timeout(0.5, body);
 //
 // A callable body must be named first: g++ 12 miscompiles a capturing lambda written inside
-// a co_await (GCC12_COROUTINE_HAZARDS.md, hazards 1 and 2), so passing one in place does not
+// a co_await (hazards 1 and 2, stage1_generators/README.md's appendix), so passing one in place does not
 // compile here (a static_assert says what to write instead).
 #pragma once
 
@@ -50,7 +50,6 @@ template <typename T, typename Body>
 Coroutine<T> timeout_scope(std::optional<double> deadline, bool relative, const char* who, Body body);
 }  // namespace detail
 
-// [docs:timeout_class]
 // The scope itself: what `async with asyncio.timeout(d) as cm` binds to cm. Only timeout()
 // and timeout_at() make one; a callable body receives it by reference, valid until the body
 // returns.
@@ -91,7 +90,6 @@ private:
     const char* who_;            // "timeout" or "wait_for": names the TimeoutError
     State state_ = State::entered;
 };
-// [/docs:timeout_class]
 
 namespace detail {
 
@@ -152,7 +150,6 @@ constexpr bool named_body_required = false;
 
 }  // namespace detail
 
-// [docs:timeout]
 // asyncio.timeout(delay): run `body` in the current task; if it has not finished `delay`
 // seconds after it started (nullopt: no limit), cancel it and raise TimeoutError. Anything
 // else the body raises passes through. `body` is a Coroutine, or a named callable taking
@@ -167,7 +164,6 @@ template <typename F>
 Coroutine<detail::scope_body_result_t<F, Timeout>> timeout(std::optional<double> delay, F& body) {
     return detail::timeout_scope<detail::scope_body_result_t<F, Timeout>>(delay, true, "timeout", &body);
 }
-// [/docs:timeout]
 
 // asyncio.timeout_at(when): the same with an absolute deadline in loop.time() seconds.
 template <typename T>
@@ -187,7 +183,7 @@ void timeout(std::optional<double>, F&&) {
     static_assert(detail::named_body_required<F>,
                   "timeout(delay, body): name the body first, `auto body = [&](aio::Timeout& cm) -> "
                   "aio::Coroutine<...> {...};` then `co_await aio::timeout(delay, body);`. g++ 12 miscompiles a "
-                  "capturing lambda written inside a co_await (GCC12_COROUTINE_HAZARDS.md, hazards 1 and 2).");
+                  "capturing lambda written inside a co_await (hazards 1 and 2, stage1_generators/README.md's appendix).");
 }
 template <typename F>
     requires(!std::is_lvalue_reference_v<F> && detail::ScopeBody<F, Timeout>)
@@ -195,7 +191,7 @@ void timeout_at(std::optional<double>, F&&) {
     static_assert(detail::named_body_required<F>,
                   "timeout_at(when, body): name the body first, `auto body = [&](aio::Timeout& cm) -> "
                   "aio::Coroutine<...> {...};` then `co_await aio::timeout_at(when, body);`. g++ 12 miscompiles a "
-                  "capturing lambda written inside a co_await (GCC12_COROUTINE_HAZARDS.md, hazards 1 and 2).");
+                  "capturing lambda written inside a co_await (hazards 1 and 2, stage1_generators/README.md's appendix).");
 }
 
 }  // namespace aio

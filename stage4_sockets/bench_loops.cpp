@@ -10,7 +10,7 @@
 // poll (SelectorEventLoop::select, once per kCallbacksPerPoll callbacks) shows the most.
 // Python:   bench_loops.py beside this file runs the same four on asyncio's default loop
 //           (a selector loop too), for scale.
-// Target:   issue 5 (stage 4): the selector loop within 1.5x of stage 2's loop on each.
+// Target:   the selector loop within 1.5x of stage 2's loop on each.
 //
 // Output: one `RESULT name=<workload> variant=<loop> value=<ns> unit=...` line per figure,
 // then a table. Progress goes to stderr.
@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
@@ -44,11 +45,14 @@ struct Options {
     std::string selectors = "all";
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--count N] [--runs R] [--selector all|select|poll|epoll] [--python-count N]\n"
-        "       [--no-python] [--help]\n"
-        "\n"
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+    char target[80];
+    std::snprintf(target, sizeof target, "Target: the selector loop within %.1fx of stage 2's loop on each workload.",
+                  kTargetRatio);
+    std::vector<std::string> selectors{"all"};
+    for (const std::string& kind : aio::selector_names()) selectors.push_back(kind);
+    aio::OptionParser options(
         "What the selector costs a loop with no I/O to do: four workloads, in ns (median of R\n"
         "runs), on stage 2's EventLoop and on SelectorEventLoop over each selector:\n"
         "  call_soon        N call_soon(cb), then run_forever (ns per callback)\n"
@@ -56,35 +60,14 @@ void usage(const char* prog) {
         "  ping_pong        two tasks hand control back and forth through futures, N round\n"
         "                   trips (ns per switch)\n"
         "  sleep0           one task awaiting sleep(0) N times (ns per iteration)\n"
-        "Then, if python3 is on PATH, bench_loops.py runs the same on asyncio, for scale.\n"
-        "Target: the selector loop within %.1fx of stage 2's loop on each workload.\n"
-        "\n"
-        "  --count N         callbacks, round trips or sleeps per run (default 1000000)\n"
-        "  --runs R          runs of each; the median is reported (default 5)\n"
-        "  --selector S      only this selector (default: all of them)\n"
-        "  --python-count N  the Python side's N (default 200000: it is ~40x slower)\n"
-        "  --no-python       skip the Python side\n",
-        prog, kTargetRatio);
-}
-
-Options parse_args(int argc, char** argv) {
-    Options o;
-    bench::parse_args(argc, argv, usage,
-                      {{"--count", &o.count},
-                       {"--runs", &o.runs},
-                       {"--selector", &o.selectors},
-                       {"--python-count", &o.python_count},
-                       {"--no-python", bench::set_flag(o.python, false)}});
-    if (o.count < 1 || o.runs < 1 || o.python_count < 1)
-        bench::usage_error(argv[0], "--count, --runs and --python-count must be at least 1");
-    if (o.selectors != "all") {
-        try {
-            aio::make_selector(o.selectors);
-        } catch (const std::invalid_argument& e) {
-            bench::usage_error(argv[0], "--selector: %s", e.what());
-        }
-    }
-    return o;
+        "Then, if python3 is on PATH, bench_loops.py runs the same on asyncio, for scale.\n" +
+        std::string(target));
+    options.integer("--count", o.count, 1L, 1'000'000'000L, "N", "callbacks, round trips or sleeps per run")
+        .integer("--runs", o.runs, 1, 1000, "R", "runs of each; the median is reported")
+        .choice("--selector", o.selectors, selectors, "only this selector (default: all of them)")
+        .integer("--python-count", o.python_count, 1L, 1'000'000'000L, "N", "the Python side's N (it is ~40x slower)")
+        .constant("--no-python", o.python, false, "skip the Python side");
+    return options.parse(argc, argv);
 }
 
 // ---- the workloads: each returns ns per unit ----------------------------------------------
@@ -187,7 +170,8 @@ struct Loop {
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options o = parse_args(argc, argv);
+    Options o;
+    if (auto status = parse_args(argc, argv, o)) return *status;
 
     std::vector<Loop> loops{{"eventloop", [] { return std::make_unique<aio::EventLoop>(); }}};
     for (const std::string& kind : aio::selector_names())

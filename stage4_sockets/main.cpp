@@ -2,11 +2,13 @@
 // echo server and many clients on one thread, over the loop's selector.
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "stage1_generators/demo.hpp"
+#include "stage1_generators/options.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage4_sockets/selector_events.hpp"
@@ -14,7 +16,7 @@
 
 namespace {
 
-// ---- options (kept apart, to move to the course's shared option parser later) -------------
+// ---- options --------------------------------------------------------------------------------
 
 struct Options {
     std::string selector;  // "" = AIO_SELECTOR, else DefaultSelector
@@ -22,51 +24,19 @@ struct Options {
     int rounds = 20;
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--selector select|poll|epoll] [--clients N] [--quick] [--help]\n"
-        "\n"
-        "An echo server and N clients, all tasks on one thread: every client connects, sends\n"
-        "%d messages and reads each echo back with sock_sendall and sock_recv, while the\n"
-        "loop's selector waits on all their sockets at once. Ctrl-C stops it cleanly.\n"
-        "  --selector S  the selector to wait with (default: $AIO_SELECTOR, else the best one)\n"
-        "  --clients N   concurrent clients, 1 to 400 (default 200)\n"
-        "  --quick       20 clients, for `make run`\n",
-        prog, Options{}.rounds);
-}
-
-// Returns -1 to go on, or the exit status (0 after --help, 2 on a bad argument).
-int parse_options(int argc, char** argv, Options& o) {
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            return 0;
-        } else if (a == "--quick") {
-            o.clients = 20;
-        } else if (a == "--selector" && i + 1 < argc) {
-            o.selector = argv[++i];
-            try {
-                aio::make_selector(o.selector);
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "error: --selector: %s\n", e.what());
-                return 2;
-            }
-        } else if (a == "--clients" && i + 1 < argc) {
-            char* end = nullptr;
-            long n = std::strtol(argv[++i], &end, 10);
-            // Two fds per client: select(2) cannot watch fds above 1023.
-            if (*end != '\0' || n < 1 || n > 400) {
-                std::fprintf(stderr, "error: --clients wants a number from 1 to 400, got '%s'\n", argv[i]);
-                return 2;
-            }
-            o.clients = int(n);
-        } else {
-            std::fprintf(stderr, "error: unknown argument '%s' (try --help)\n", argv[i]);
-            return 2;
-        }
-    }
-    return -1;
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
+    aio::OptionParser options(
+        "An echo server and N clients, all tasks on one thread: every client connects, sends\n" +
+        std::to_string(Options{}.rounds) +
+        " messages and reads each echo back with sock_sendall and sock_recv, while the\n"
+        "loop's selector waits on all their sockets at once. Ctrl-C stops it cleanly.");
+    // Two fds per client: select(2) cannot watch fds above 1023.
+    options.choice("--selector", o.selector, aio::selector_names(),
+                   "the selector to wait with (default: $AIO_SELECTOR, else the best one)")
+        .integer("--clients", o.clients, 1, 400, "N", "concurrent clients")
+        .constant("--quick", o.clients, 20, "20 clients, for `make run`");
+    return options.parse(argc, argv);
 }
 
 // ---- the echo ------------------------------------------------------------------------------
@@ -144,7 +114,7 @@ aio::Coroutine<int> demo(Options o) {
 
 int main(int argc, char** argv) {
     Options o;
-    if (int status = parse_options(argc, argv, o); status >= 0) return status;
+    if (auto status = parse_options(argc, argv, o)) return *status;
     try {
         std::string selector = o.selector;
         return aio::run(demo(o), [selector] {

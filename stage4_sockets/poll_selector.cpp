@@ -16,7 +16,6 @@ short to_poll(int events) { return short(((events & EVENT_READ) ? POLLIN : 0) | 
 
 }  // namespace
 
-// [docs:poll_selector]
 const std::vector<SelectorEvent>& PollSelector::select(std::optional<double> timeout) {
     ready_.clear();
     detail::WaitDeadline deadline(timeout);
@@ -40,7 +39,6 @@ const std::vector<SelectorEvent>& PollSelector::select(std::optional<double> tim
     }
     return ready_;
 }
-// [/docs:poll_selector]
 
 void PollSelector::add_fd(const SelectorKey& key) {
     index_.emplace(key.fd, fds_.size());

@@ -31,7 +31,6 @@ SelectSelector::SelectSelector() : sets_(std::make_unique<Sets>()) {
 
 SelectSelector::~SelectSelector() = default;
 
-// [docs:select_selector]
 const std::vector<SelectorEvent>& SelectSelector::select(std::optional<double> timeout) {
     ready_.clear();
     detail::WaitDeadline deadline(timeout);
@@ -59,7 +58,6 @@ const std::vector<SelectorEvent>& SelectSelector::select(std::optional<double> t
         return ready_;
     }
 }
-// [/docs:select_selector]
 
 // select() said EBADF: some registered fd was closed, but it does not say which. Ask each
 // one (fcntl fails with EBADF on a closed fd), report those once, and leave them out.

@@ -82,7 +82,6 @@ void SelectorEventLoop::report_closed_fd(int fd) {
 
 // ------------------------------------------------------------------------ add/remove_reader
 
-// [docs:add_fd_callback]
 Ref<Handle> SelectorEventLoop::add_fd_callback(int fd, int event, Ref<Handle> handle) {
     if (is_closed()) throw RuntimeError("add_reader/add_writer on a closed event loop");
     auto found = fd_callbacks_.find(fd);
@@ -129,7 +128,6 @@ bool SelectorEventLoop::remove_fd_callback(int fd, int event) noexcept {
     removed->cancel();  // queued for this pass already? Then it is skipped.
     return true;
 }
-// [/docs:add_fd_callback]
 
 bool SelectorEventLoop::live_callback(int fd, int event) const noexcept {
     auto found = fd_callbacks_.find(fd);

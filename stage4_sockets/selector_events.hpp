@@ -8,7 +8,6 @@
 // Mirrors: BaseSelectorEventLoop in Lib/asyncio/selector_events.py, and the signal half of
 //          _UnixSelectorEventLoop in Lib/asyncio/unix_events.py.
 //
-// [docs:loop_invariants]
 // Stage 2's invariants hold, and:
 //  1. An fd has at most one reader and one writer callback. Adding one replaces (cancels)
 //     the previous; the fd is registered with the selector exactly while it has either.
@@ -21,7 +20,6 @@
 //     select() in selector_events.cpp): I/O waits a bounded number of callbacks.
 //  4. The only thing done from a C signal handler is writing the signal's number to the
 //     self-pipe; the Python-style handler runs later, on the loop, as a callback.
-// [/docs:loop_invariants]
 #pragma once
 
 #include <signal.h>

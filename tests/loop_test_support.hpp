@@ -2,8 +2,11 @@
 // reading exceptions. Header-only; included by tests/stage2_*.cpp and tests/stage3_*.cpp.
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -63,5 +66,45 @@ inline std::size_t count_reports(const Reports& reports, const std::string& text
         if (r.message.find(text) != std::string::npos) ++n;
     return n;
 }
+
+// Captures what this process writes to stderr (file descriptor 2) while it lives, so that a
+// test that provokes a last-resort message (the loop's logger failing, say) can check it
+// instead of printing it into `make test`'s output. Stderr is back on destruction or text().
+// Only for tests without threads that write to stderr meanwhile.
+class CapturedStderr {
+public:
+    CapturedStderr() : file_(std::tmpfile()) {
+        std::fflush(stderr);
+        if (file_) saved_ = ::dup(2);
+        if (saved_ >= 0) ::dup2(::fileno(file_), 2);
+    }
+    ~CapturedStderr() {
+        restore();
+        if (file_) std::fclose(file_);
+    }
+    CapturedStderr(const CapturedStderr&) = delete;
+    CapturedStderr& operator=(const CapturedStderr&) = delete;
+
+    // Stops capturing, and returns everything written meanwhile.
+    std::string text() {
+        restore();
+        std::string out;
+        if (!file_) return out;
+        std::rewind(file_);
+        for (int c; (c = std::fgetc(file_)) != EOF;) out += char(c);
+        return out;
+    }
+
+private:
+    void restore() {
+        if (saved_ < 0) return;
+        std::fflush(stderr);
+        ::dup2(saved_, 2);
+        ::close(saved_);
+        saved_ = -1;
+    }
+    std::FILE* file_;
+    int saved_ = -1;
+};
 
 }  // namespace loop_test_support

@@ -272,7 +272,8 @@ TEST_CASE("destroying the outer generator mid-delegation destroys the whole chai
 }
 
 TEST_CASE("a million delegations to finished sub-generators keep the stack flat", "[stage1]") {
-    // With symmetric transfer this overflows the stack at -O0 under g++ 12 (hazard 7);
+    // With symmetric transfer this overflows the stack at -O0 under g++ 12 (hazard 7 in
+    // stage1_generators/README.md's appendix);
     // `make sanitize` runs it at -O0 under ASan with both compilers.
     const int n = 1'000'000;
     auto gen = sum_of_delegations(n);

@@ -214,8 +214,8 @@ TEST_CASE("range-for visits every yielded value, in order", "[stage1]") {
     CHECK(none_seen.empty());
 }
 
-// Regression: the iterator once dereferenced the root's `value` after resume() had moved it
-// out. For int the stale bytes happened to survive; a std::string read a destroyed string.
+// The iterator reads each value before the generator resumes (which moves it out): a
+// std::string is read whole, not as a destroyed string.
 TEST_CASE("range-for over a generator of strings sees the strings", "[stage1]") {
     bool finished = false;
     std::vector<std::string> seen;

@@ -1,10 +1,12 @@
-// Stage 1 tests: the first article's mocked requests. network_io() polls a deadline and
-// returns 200; easy_coroutine() delegates to it and records the reply. On the polling loop
-// several requests overlap, so three take about as long as one.
+// Stage 1 tests: the first article's mocked requests. blocking_request() sleeps through its
+// wait, as a blocking read does; network_io() polls a deadline and returns 200;
+// easy_coroutine() delegates to it and records the reply. On the polling loop several
+// requests overlap, so three take about as long as one, but the loop spins while they wait.
 #define CATCH_CONFIG_ENABLE_OPTIONAL_STRINGMAKER
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +23,18 @@ double seconds_since(Clock::time_point start) {
 }
 
 }  // namespace
+
+TEST_CASE("blocking_request blocks for its time without using the CPU", "[stage1]") {
+    const double duration = 0.1;
+    const std::clock_t cpu0 = std::clock();
+    const auto start = Clock::now();
+    CHECK(aio::blocking_request(7, duration) == "request 7 got response 200");
+    const double took = seconds_since(start);
+    const double cpu = double(std::clock() - cpu0) / CLOCKS_PER_SEC;
+    CHECK(took >= duration);
+    CHECK(took < 1.0);
+    CHECK(cpu < duration / 4);  // it slept: a busy wait would use about all of it
+}
 
 TEST_CASE("network_io reports 'not yet' until its time is up, then returns 200", "[stage1]") {
     const double duration = 0.01;
@@ -67,4 +81,15 @@ TEST_CASE("the polling loop runs three requests concurrently", "[stage1]") {
     CHECK(took < 2 * duration);
     // The flaw this stage demonstrates: nothing in the loop waits, so it polls over and over.
     CHECK(loop.passes() > 1);
+}
+
+TEST_CASE("the polling loop spins while its coroutines wait: its CPU time is about its wall time", "[stage1]") {
+    const double duration = 0.2;
+    aio::PollingLoop<std::string> loop;
+    loop.add(aio::easy_coroutine(0, duration));
+    const std::clock_t cpu0 = std::clock();
+    loop.run();
+    const double cpu = double(std::clock() - cpu0) / CLOCKS_PER_SEC;
+    // Generous: another program may take the core for a while, but the loop never sleeps.
+    CHECK(cpu > duration / 4);
 }

@@ -3,7 +3,7 @@
 // run_until_complete hands back a result or an exception; wait() runs coroutines
 // concurrently and returns their results in argument order; closing the loop under pending
 // tasks frees them. Coroutines here are free functions taking their state by value or
-// pointer (GCC12_COROUTINE_HAZARDS.md).
+// pointer (the appendix of stage1_generators/README.md says why).
 #include <catch2/catch.hpp>
 
 #include <chrono>

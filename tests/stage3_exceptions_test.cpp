@@ -8,10 +8,9 @@
 // exception handler), nothing may hang, crash, leak or be destroyed twice, and where asyncio
 // has an answer, ours must be the same.
 //
-// A comment that starts "Was a bug" tells what went wrong, and where, before the fix the
-// test now guards (its file:line references are to the code before that fix). Scenarios
-// whose failure is a crash (stack overflow, use after free, std::terminate) run in a forked
-// child, so that they fail one test, not the run.
+// The comment above a test says what behaviour it pins when its name alone does not.
+// Scenarios whose failure is a crash (stack overflow, use after free, std::terminate) run in
+// a forked child, so that they fail one test, not the run.
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -711,13 +710,7 @@ Coroutine<int> main_leaving_a_deadlock() {
 void run_with_two_tasks_awaiting_each_other() { child_require(aio::run(main_leaving_a_deadlock()) == 1, "run()"); }
 }  // namespace
 
-// Was a bug, now fixed: TaskBase::cancel (task.cpp:145) cancels the future the task waits on, which here is
-// the other task, whose cancel() cancels the future *it* waits on: the first task again. The
-// recursion never ends (nothing is marked before recursing) and the stack overflows: SIGSEGV
-// in all three cases (gdb: TaskBase::cancel -> TaskBase::cancel -> ...). asyncio recurses
-// the same way but gets a RecursionError it can report; here the process dies, also when
-// run() cancels such a pair at shutdown (runners.cpp:11). A gather that contains its own
-// awaiter (GatheringFuture::cancel, tasks.cpp:56) closes the same loop.
+// A cancel that comes back round an await cycle stops there: each task of the cycle is cancelled once.
 TEST_CASE("exceptions: cancelling a task in an await cycle (A awaits B awaits A) does not crash and ends both",
           "[stage3]") {
     CHECK(in_child(cancel_one_of_two_tasks_awaiting_each_other) == "ok");
@@ -776,14 +769,7 @@ Coroutine<int> waits_then_returns(Ref<aio::Future<>> f, int v, int* live) {
 }
 }  // namespace
 
-// Was a bug, now fixed: a Task's set_result()/set_exception() are public (BasicFuture<T, TaskBase>,
-// future.hpp:242 and future.hpp:74) and accepted. asyncio refuses both ("RuntimeError: Task
-// does not support set_result() operation"): only the coroutine decides a task's outcome.
-// Here the task is marked done while its coroutine is still suspended: the coroutine's own
-// result is then thrown away (TaskBase::run returns at `if (done())`, task.cpp:176), loop
-// close no longer frees the frame (detach_from_closing_loop skips done tasks, task.cpp:116),
-// and as long as the awaited future is pending, task -> frame -> future -> task is a cycle
-// that nothing frees.
+// A Task's outcome is its coroutine's: set_result and set_exception from outside raise, as in asyncio.
 TEST_CASE("exceptions: completing a Task from outside (set_result, set_exception) is refused, as in asyncio",
           "[stage3]") {
     int live = 0;
@@ -797,7 +783,7 @@ TEST_CASE("exceptions: completing a Task from outside (set_result, set_exception
         SECTION("set_result") { CHECK_THROWS_AS(t->set_result(5), aio::RuntimeError); }
         SECTION("set_exception") { CHECK_THROWS_AS(t->set_exception(std::make_exception_ptr(42)), aio::RuntimeError); }
         CHECK_FALSE(t->done());
-        f->set_result();  // (also frees the frame if the bug let the call through)
+        f->set_result();  // (also frees the frame, had the call gone through)
         for (int i = 0; i < 3; ++i) one_pass(loop);
         CHECK(outcome_of(*t) == "result 1");
     }
@@ -1152,14 +1138,9 @@ Coroutine<std::string> await_counted_child(Ref<aio::Future<>> f) {
 }
 }  // namespace
 
-// Was a bug, now fixed: TaskBase::finish (task.cpp:216) moves the coroutine's return value into the task with
-// take_result(*root_) -> Task<T>::take_result -> set_result(p.take_result()) outside any
-// try: when T's move constructor throws there, the exception leaves TaskBase::run, the loop
-// reports "Exception in callback Task-N: move failed", and the task stays pending for ever
-// (its coroutine has returned; destroy_coroutine() is skipped too). Whoever awaits the task
-// hangs. The task should fail with that exception instead (what a throwing co_return does).
-// With this countdown, moves 1 and 2 happen inside the coroutine (co_return's return_value)
-// and are fine; moves 3 and 4 happen in finish().
+// A task that cannot take its coroutine's result (the move throws) fails with that exception.
+// With this countdown, moves 1 and 2 happen inside the coroutine (co_return's return_value) and
+// are fine; moves 3 and 4 happen as the task takes the result.
 TEST_CASE("exceptions: Task<T> whose move throws as the task takes its coroutine's result: the task still ends",
           "[stage3]") {
     for (int n = 1; n <= 5; ++n) {
@@ -1256,14 +1237,7 @@ TEST_CASE("exceptions: Queue<T> with a T whose move throws in put_nowait: the qu
     }
 }
 
-// Was a bug (a lost wakeup), now fixed: put_nowait wakes exactly one getter and pops it from the line
-// (queues.hpp:84). When that getter's get_nowait() then throws before taking the item (T's
-// move, queues.hpp:88, called from get_from's `co_return state->get_nowait();`, queues.hpp:140,
-// which is outside the try that passes the turn on for a cancelled getter), the item stays
-// in the queue while the second getter waits for ever. With the first move throwing: "g1:
-// MoveFailed, queue size 1", g2 still pending. (asyncio's get() cannot fail there, but it
-// passes the turn on whenever the woken getter does not take the item; ours does so only
-// for a cancellation.)
+// A getter woken for an item it fails to take passes its turn on: no other getter is left waiting.
 TEST_CASE("exceptions: Queue<T> with a T whose move throws in get: the getter fails, and no other getter is left "
           "waiting beside an item",
           "[stage3]") {
@@ -1468,15 +1442,7 @@ struct Traveller {
 };
 }  // namespace
 
-// Was a bug (the Future never completes, the error is lost), now fixed: a result whose move throws on its way
-// back to the loop. On the worker, post_outcome (executor.hpp:213-225) moves the outcome into
-// the callback it posts, inside a catch(...) (executor.hpp:220) that drops it silently ("the
-// loop cannot take the result"), so the Future stays pending for ever and its awaiter hangs,
-// with nothing reported. On the loop, deliver (executor.hpp:198-209) has taken the Future
-// out of the in-flight table (executor.hpp:199) before set_result's move throws (207): the
-// loop reports "Exception in callback run_in_executor result: move failed", and again the
-// Future stays pending for ever. Either way the Future should fail with the exception
-// (set_exception), as it does when the call itself throws.
+// A result that cannot be moved back to the loop fails the Future with that exception, on either thread.
 TEST_CASE("exceptions: run_in_executor with a result whose move throws on its way back: the Future fails with it",
           "[stage3]") {
     g_loop_thread = std::this_thread::get_id();
@@ -1593,21 +1559,11 @@ void free_a_frame_whose_local_throws_at_close() {
 }
 }  // namespace
 
-// Was a bug (a lost error), now fixed: an exception thrown by a frame local's destructor while the frame is
-// freed. Both g++ 12 and clang 14 route it, during coroutine_handle::destroy(), to
-// promise.unhandled_exception(), which stores it in the promise (coroutine.hpp:58) that is
-// freed a moment later: at loop close (detach_from_closing_loop -> destroy_coroutine,
-// task.cpp:118) the error vanishes without a word; only "Task was destroyed but it is
-// pending!" is reported. asyncio reports an exception raised while a coroutine is closed
-// ("Exception ignored in ..."), and the same destructor throwing at the end of its block
-// fails the task (see "a local whose destructor throws when its block ends normally"). A
-// fix: mark the promise as being destroyed before handle.destroy() (destroy_coroutine, and
-// ~Coroutine for child frames), and have unhandled_exception() report through the loop then.
+// An exception thrown while the loop frees a frame (by a local's destructor) reaches the exception handler.
 // (Not tested: a by-value *parameter* whose destructor throws when the frame is freed. It
-// escapes handle.destroy(), so g++ meets destroy_coroutine's noexcept and calls
-// std::terminate, and clang's own .destroy then uses the freed frame (ASan: heap-use-after-
-// free in `param_throws_when_freed (.destroy)`): the compilers cannot free such a frame
-// safely, so terminating is the only sane outcome.)
+// escapes coroutine_handle::destroy(), so g++ meets a noexcept and calls std::terminate, and
+// clang's own .destroy then uses the freed frame (ASan: heap-use-after-free): the compilers
+// cannot free such a frame safely, so terminating is the only sane outcome.)
 TEST_CASE("exceptions: a frame local whose destructor throws while its loop frees the frame is reported, not lost",
           "[stage3]") {
     CHECK(in_child(free_a_frame_whose_local_throws_at_close) == "ok");

@@ -190,7 +190,7 @@ TEST_CASE("1,000 calls in flight at once all come back with their own result", "
 // -------------------------------------------------------------------------------- to_thread
 
 // Each coroutine is named before it is awaited: a lambda temporary inside a co_await
-// expression is one of g++ 12's miscompilations (GCC12_COROUTINE_HAZARDS.md, hazard 2).
+// expression is one of g++ 12's miscompilations (hazard 2, stage1_generators/README.md).
 aio::Coroutine<> to_thread_forms() {
     auto sum = aio::to_thread([](int a, int b) { return a + b; }, 20, 22);
     int n = co_await std::move(sum);

@@ -812,7 +812,7 @@ TEST_CASE("Task: a future that outlives its loop forgets the task that was waiti
     REQUIRE(reports.size() == 1);  // "Task was destroyed but it is pending!"
     REQUIRE(waiter->cancelled());
     // The waiter is no longer one of f's callbacks, so completing f schedules nothing on the
-    // destroyed loop (before the fix: a use-after-scope, which ASan reports).
+    // destroyed loop (under ASan, a use after scope would be reported).
     REQUIRE_FALSE(f->remove_done_callback(aio::Ref<aio::Handle>(waiter.get())));
     f->set_result(1);
     REQUIRE(f->result() == 1);

@@ -9,10 +9,9 @@
 // then lands, visibly, in the second one's ready queue (and under ASan the first loop's
 // leftovers would touch the first loop's freed state).
 //
-// Each test whose comment says "Was a bug" failed before its fix (file:line references in
-// those comments are to the code before that fix). The scenarios that would
-// crash the whole run if they came back (a null or dangling loop pointer) run in a forked
-// child, so they fail alone.
+// The comment above a test says what behaviour it pins when its name alone does not. The
+// scenarios that would crash the whole run if they came back (a null or dangling loop
+// pointer) run in a forked child, so they fail alone.
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -324,11 +323,8 @@ TEST_CASE("teardown: a Lock released by a holder freed at close, to a waiter fre
 
 // -------------------------------------------------------------------------------- Semaphore
 //
-// Was a bug: Semaphore hands a unit over eagerly (wake_up_next does --value on the waiter's
-// behalf). When the woken waiter was freed with its loop before it ran, only destructors ran,
-// and the give-back in Semaphore::acquire_on's catch handler never did: the unit was lost for
-// every later loop. A guard in acquire_on now gives it back from the frame's destructor. (A
-// Lock is not affected: it is not handed over until the waiter runs.)
+// A Semaphore unit handed to a waiter comes back if the waiter is freed before it runs (a Lock
+// is not handed over until its waiter runs, so it cannot lose one).
 
 TEST_CASE("teardown: a Semaphore unit handed to a waiter that is then freed with its loop is given back",
           "[stage3]") {
@@ -545,10 +541,8 @@ TEST_CASE("teardown: a task's Ref kept past its loop answers every question, wha
 
 // ------------------------------------------------------------------ get_loop, add_done_callback
 //
-// Was a bug: detaching a task at its loop's close set its loop pointer to null, so get_loop()
-// bound a reference to null and add_done_callback crashed. A future now holds the loop's
-// lifeline (stage 2's LoopLifeline): get_loop() is the closed loop, as in asyncio, and
-// add_done_callback raises RuntimeError("Event loop is closed") from add_callback.
+// A future keeps its loop's lifeline: after close, get_loop() is the closed loop, as in asyncio,
+// and add_done_callback raises RuntimeError("Event loop is closed").
 
 namespace {
 void get_loop_after_close() {
@@ -609,8 +603,7 @@ Coroutine<> holds_a_task(Ref<aio::Task<int>> t, Ref<aio::Future<>> until) {
 }
 }  // namespace
 
-// Was a bug (minor): a task freed during close, once detached, reported to stderr instead of
-// the loop's exception handler (its loop pointer was already null).
+// A failed task freed while its loop closes is reported through the loop's exception handler.
 TEST_CASE("teardown: a failed task freed at close is reported through the loop's exception handler",
           "[stage3]") {
     Reports reports;
@@ -634,13 +627,10 @@ TEST_CASE("teardown: a failed task freed at close is reported through the loop's
 
 // ============================================== futures that outlive their loop, with callbacks
 //
-// Was a bug: three library paths left a done-callback of their own on a future that may
-// outlive its loop: run_in_executor's "cancel check" (now taken off when the loop closes),
-// gather's callback on the children it orphans (now a flag instead: their exceptions count
-// as retrieved), and run_until_complete's stop callback when the loop was stopped early (now
-// removed however it returns, as asyncio's `finally` does). Completing such a future then
-// scheduled the callback on the loop that was gone: a use after free. The second loop is
-// built at the first one's address, so a stray callback would show up in its ready queue.
+// The library leaves no done-callback of its own on a future that may outlive its loop
+// (run_in_executor's cancel check, gather's orphaned children, run_until_complete's stop).
+// The second loop is built at the first one's address, so a stray callback would show up in
+// its ready queue.
 
 namespace {
 int forty_two() { return 42; }
@@ -709,10 +699,8 @@ TEST_CASE("teardown: run_until_complete stopped early leaves no callback on the 
 
 // ==================================================== a task created while its loop closes
 //
-// Was a bug: close() runs its close callbacks before it marks itself closed, so create_task
-// still succeeds from code that runs while the tasks are being detached, such as the
-// destructor of a local in a frame being destroyed. That task was not detached, and stayed
-// pending for ever. The registry now detaches again until no task of the loop is left.
+// A task created while its loop closes (by a destructor in a frame being freed) is detached
+// too: it ends done, not pending for ever.
 
 namespace {
 struct SpawnOnDestroy {
@@ -1014,11 +1002,8 @@ TEST_CASE("teardown: a combinator's done-callback already scheduled when its tas
 
 // ================================================================ run()'s own clean-up
 //
-// Was a bug: run()'s clean-up lived in a destructor, and cancel_all_tasks raises
-// RuntimeError("Event loop stopped before the future completed") if a leftover task stops
-// the loop while it is being cancelled: an exception leaving a destructor, so
-// std::terminate. run() now cleans up in plain code and lets that error propagate, as
-// asyncio.run does; while main's own exception propagates, it is reported instead.
+// run() cleans up in plain code: an error of the clean-up propagates (or, while main's own
+// error propagates, is reported); it never leaves a destructor to call std::terminate.
 
 namespace {
 Coroutine<> stops_the_loop_when_cancelled(Ref<aio::Future<>> until) {

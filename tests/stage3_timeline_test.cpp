@@ -23,6 +23,7 @@
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage3_tasks_futures/timeline.hpp"
+#include "stage3_tasks_futures/timeline_text.hpp"
 
 namespace {
 
@@ -459,4 +460,38 @@ TEST_CASE("merge() adds another timeline's rows after its own, and keeps the sli
     CHECK(merged.task_names().size() == 4);
     CHECK(merged.slices().size() == 10);
     CHECK(JsonChecker(trace_of(merged)).valid());
+}
+
+// ------------------------------------------------------------- the text helpers (timeline_text.hpp)
+
+TEST_CASE("timeline text: JSON strings escape quotes and controls, and replace bytes that are not UTF-8",
+          "[stage3]") {
+    namespace text = aio::timeline_text;
+    auto json = [](std::string_view s) {
+        std::string out;
+        text::append_json_string(out, s);
+        return out;
+    };
+    CHECK(json("plain") == "\"plain\"");
+    CHECK(json("a\"b\\c") == "\"a\\\"b\\\\c\"");
+    CHECK(json(std::string("\n\t\x01\x1f", 4)) == "\"\\n\\t\\u0001\\u001f\"");
+    CHECK(json("caf\xc3\xa9") == "\"caf\xc3\xa9\"");           // valid UTF-8 passes through
+    CHECK(json("\xff") == "\"\\ufffd\"");                        // not UTF-8 at all
+    CHECK(json("\xc3") == "\"\\ufffd\"");                        // a truncated sequence
+    CHECK(json("\xc0\xaf") == "\"\\ufffd\\ufffd\"");            // an overlong '/'
+    CHECK(json("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");  // a UTF-16 surrogate
+    CHECK(json("\xf4\x90\x80\x80") == "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");  // beyond U+10FFFF
+}
+
+TEST_CASE("timeline text: numbers use a '.', durations pick their unit, labels are cut at a character",
+          "[stage3]") {
+    namespace text = aio::timeline_text;
+    CHECK(text::fixed(1.5, 3) == "1.500");
+    CHECK(text::human_duration(52.1e-6) == "52.1 us");
+    CHECK(text::human_duration(3.2e-3) == "3.20 ms");
+    CHECK(text::human_duration(1.5) == "1.50 s");
+    CHECK(text::chart_label("a\tb", 24) == "a?b");
+    CHECK(text::chart_label("abcdefgh", 5) == "abcd~");
+    CHECK(text::chart_label("abc\xc3\xa9" "fgh", 5) == "abc~");  // not inside the two bytes of the e-acute
+    CHECK(text::display_width("caf\xc3\xa9") == 4);
 }
