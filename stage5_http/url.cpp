@@ -39,7 +39,7 @@ bool is_unreserved(char c) {
 bool is_sub_delim(char c) { return std::string_view("!$&'()*+,;=").find(c) != npos; }
 
 // A bad character, described for a person, with how to write it instead.
-std::string bad_char(char ch, const char* where) {
+std::string bad_char(char ch, const char* where, bool hint = true) {
     unsigned char c = static_cast<unsigned char>(ch);
     char hex[8];
     std::snprintf(hex, sizeof hex, "%%%02X", c);
@@ -52,7 +52,7 @@ std::string bad_char(char ch, const char* where) {
         what = "a control character (0x" + std::string(hex + 1) + ")";
     else
         what = std::string("'") + ch + "'";
-    return what + " is not allowed in the " + where + "; percent-encode it as " + hex;
+    return what + " is not allowed in the " + where + (hint ? std::string("; percent-encode it as ") + hex : "");
 }
 
 // Checks url[begin, end) against one component's characters: unreserved, sub-delims,
@@ -250,6 +250,12 @@ URL URL::parse(std::string_view text) {
     std::size_t scheme_end = text.find_first_of(":/?#");
     if (text.empty() || scheme_end == npos || text[scheme_end] != ':' || scheme_end == 0)
         throw InvalidURL(text, 0, "no scheme: an absolute URL starts with http://host");
+    for (std::size_t i = 0; i < colon; ++i) {
+        char c = text[i];
+        bool alpha = (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+        if (!alpha && (i == 0 || !(is_digit(c) || c == '+' || c == '-' || c == '.')))
+            throw InvalidURL(text, i, bad_char(c, "scheme (a letter, then letters, digits, '+', '-', '.'; RFC 3986 §3.1)", false));
+    }
     std::string scheme = lower(text.substr(0, colon));
     if (scheme == "https")
         throw InvalidURL(text, 0,
