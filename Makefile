@@ -7,6 +7,7 @@
 #   make bench       build and run the benchmarks
 #   make docs-check  fail if a README's code differs from the source it quotes
 #   make docs        rewrite the READMEs' code blocks from the sources
+#   make fuzz        fuzz stage 5's parsers with libFuzzer (FUZZ_SECONDS=60 each; tests/fuzz/fuzz.mk)
 #   make clean
 include config.mk
 
@@ -85,3 +86,5 @@ docs:
 
 clean:
 	rm -rf $(BUILD)
+
+include tests/fuzz/fuzz.mk

@@ -370,11 +370,10 @@ void HttpParser::parse_request_line(std::string_view line) {
         fail(400, at(line.size()), "the request line has no HTTP version (method SP target SP HTTP/1.1)");
     if (sp == t) fail(400, at(t), "the request target is empty (one space, and only one, after the method)");
     std::string_view target = line.substr(t, sp - t);
-    for (std::size_t j = 0; j < target.size(); ++j) {
-        char c = target[j];
-        if (is_ctl(c)) fail(400, at(t + j), describe(c) + " in the request target");
-        if (c == '#') fail(400, at(t + j), "a fragment ('#') in the request target; clients never send it (RFC 9112 §3.2)");
-    }
+    if (std::size_t j = find_ctl(target.data(), target.size()); j < target.size())
+        fail(400, at(t + j), describe(target[j]) + " in the request target");
+    if (std::size_t j = target.find('#'); j != std::string_view::npos)
+        fail(400, at(t + j), "a fragment ('#') in the request target; clients never send it (RFC 9112 §3.2)");
     h.version = parse_version(line.substr(sp + 1), at(sp + 1));
     check_request_target(method, target, at(t));
     h.method_ = HttpSpan{std::uint32_t(method.data() - head), std::uint32_t(method.size())};
@@ -387,7 +386,7 @@ void HttpParser::parse_request_line(std::string_view line) {
 void HttpParser::check_request_target(std::string_view method, std::string_view target, std::size_t at) const {
     if (method == "CONNECT") {
         try {
-            parse_host_port(target, true);
+            check_host_port(target, true);
         } catch (const InvalidURL& e) {
             fail(400, at + e.offset(), "CONNECT needs host:port as its target (RFC 9110 §9.3.6): " + e.problem());
         }
@@ -433,8 +432,11 @@ void HttpParser::parse_status_line(std::string_view line) {
     if (r < line.size()) {
         if (line[r] != ' ') fail(400, at(r), describe(line[r]) + " after the status code (expected a space)");
         ++r;
-        for (std::size_t j = r; j < line.size(); ++j)
-            if (!is_field_content(line[j])) fail(400, at(j), describe(line[j]) + " in the reason phrase");
+        for (std::size_t j = r;; ++j) {
+            j += find_ctl(line.data() + j, line.size() - j);
+            if (j == line.size()) break;
+            if (line[j] != '\t') fail(400, at(j), describe(line[j]) + " in the reason phrase");
+        }
     }
     const char* head = buf_.data() + pos_;
     h.reason_ = HttpSpan{std::uint32_t(line.data() + std::min(r, line.size()) - head),
@@ -461,16 +463,18 @@ void HttpParser::parse_field_line(std::string_view line, HttpHeaders& into) {
     }
     if (i == 0) fail(400, at(0), "a field line with an empty name");
 
-    // The value: skip leading OWS, check every byte, end after the last non-whitespace.
+    // The value: skip leading OWS, check every byte (only controls are out, HTAB aside:
+    // find_ctl takes eight at a time), end after the last byte that is not whitespace.
     std::size_t v = i + 1;
     while (v < line.size() && is_ows(line[v])) ++v;
-    std::size_t end = v;
-    for (std::size_t j = v; j < line.size(); ++j) {
-        char c = line[j];
-        if (!is_field_content(c))
-            fail(400, at(j), describe(c) + " in a field value (RFC 9110 §5.5 forbids CR, LF, NUL and controls)");
-        if (!is_ows(c)) end = j + 1;
+    for (std::size_t j = v;; ++j) {
+        j += find_ctl(line.data() + j, line.size() - j);
+        if (j == line.size()) break;
+        if (line[j] != '\t')
+            fail(400, at(j), describe(line[j]) + " in a field value (RFC 9110 §5.5 forbids CR, LF, NUL and controls)");
     }
+    std::size_t end = line.size();
+    while (end > v && is_ows(line[end - 1])) --end;
     const char* base = buf_.data() + pos_;
     HttpHeaders::Entry e;
     e.name = HttpSpan{std::uint32_t(line.data() - base), std::uint32_t(i)};
@@ -530,7 +534,11 @@ struct FramingFields {
     // Where the fields are in the input, for errors: each points at the value of the
     // field's first (Host: second) occurrence.
     std::size_t content_length_at = 0, transfer_encoding_at = 0, host_at = 0;
-    bool connection_upgrade = false, upgrade = false, expect_continue = false;
+    bool connection_close = false, connection_keep_alive = false, connection_upgrade = false;
+    bool upgrade = false, expect_continue = false;
+
+    // keep_alive() (http_message.hpp), from what was gathered: no second pass.
+    bool keep_alive(HttpVersion v) const { return !connection_close && (v.minor >= 1 || connection_keep_alive); }
 };
 }  // namespace detail
 
@@ -555,7 +563,13 @@ void HttpParser::gather(const HttpHeaders& headers, detail::FramingFields& f) co
             if (iequals(name, "upgrade")) f.upgrade = true;
             break;
         case 10:
-            if (iequals(name, "connection")) f.connection_upgrade |= list_contains(value, "upgrade");
+            if (!iequals(name, "connection")) break;
+            for_each_list_element(value, [&](std::string_view option) {
+                f.connection_close |= iequals(option, "close");
+                f.connection_keep_alive |= iequals(option, "keep-alive");
+                f.connection_upgrade |= iequals(option, "upgrade");
+                return true;
+            });
             break;
         case 14:
             if (iequals(name, "content-length")) parse_content_length(value, at(value), f);
@@ -625,7 +639,7 @@ void HttpParser::finish_request_head(std::size_t size) {
     if (f.hosts > 1) fail(400, f.host_at, "a second Host field (RFC 9112 §3.2)");
     if (f.hosts == 1 && !f.host.empty()) {
         try {
-            parse_host_port(f.host, false);
+            check_host_port(f.host, false);
         } catch (const InvalidURL& e) {
             fail(400, f.host_at + e.offset(), "the Host field is not host[:port]: " + e.problem());
         }
@@ -657,7 +671,7 @@ void HttpParser::finish_request_head(std::size_t size) {
         h.framing = BodyFraming::content_length;
         h.content_length = f.content_length;
     }
-    h.keep_alive = aio::keep_alive(h.version, h.headers);
+    h.keep_alive = f.keep_alive(h.version);
     h.upgrade = h.method() == "CONNECT" || (f.upgrade && f.connection_upgrade);
     h.expect_continue = f.expect_continue;
     start_body(h.framing, h.content_length, h.upgrade, size);
@@ -703,7 +717,7 @@ void HttpParser::finish_response_head(std::size_t size) {
     } else {
         h.framing = BodyFraming::until_eof;  // §6.3 item 8
     }
-    h.keep_alive = aio::keep_alive(h.version, h.headers) && h.framing != BodyFraming::until_eof && !h.upgrade;
+    h.keep_alive = f.keep_alive(h.version) && h.framing != BodyFraming::until_eof && !h.upgrade;
     start_body(h.framing, h.content_length, h.upgrade, size);
 }
 

@@ -165,7 +165,7 @@ private:
     void reset_section() noexcept;
     void check_body_size(std::uint64_t more, std::size_t at);
 
-    [[noreturn]] void fail(int status, std::size_t at, const std::string& problem) const;
+    [[noreturn, gnu::cold]] void fail(int status, std::size_t at, const std::string& problem) const;
     HttpVersion parse_version(std::string_view text, std::size_t at) const;
     std::size_t at_offset(const char* p) const noexcept { return std::size_t(p - buf_.data()); }
 

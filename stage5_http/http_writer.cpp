@@ -41,11 +41,12 @@ Framing framing_of(const HttpHeaders& headers, std::string_view body) {
                                             "': only a single 'chunked' is written");
             te = true;
         } else if (iequals(f.name, "content-length")) {
+            // The parser's rule: digits only, identical list elements (RFC 9110 §8.6).
             bool all_match = for_each_list_element(f.value, [&](std::string_view e) {
-                if (e.empty() || e.size() > 19) return false;
+                if (e.empty()) return false;
                 std::uint64_t n = 0;
                 for (char c : e) {
-                    if (!is_digit(c)) return false;
+                    if (!is_digit(c) || n > body.size()) return false;  // stop before it can overflow
                     n = n * 10 + std::uint64_t(c - '0');
                 }
                 return n == body.size();

@@ -7,7 +7,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
+#include <cstring>
 
 #include "stage5_http/http_grammar.hpp"
 
@@ -31,12 +34,17 @@ std::string printable(std::string_view s) {
     return s.size() > 200 ? out + "..." : out;
 }
 
-// RFC 3986 §2.3 and §2.2.
-bool is_unreserved(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '-' || c == '.' || c == '_' ||
-           c == '~';
+// RFC 3986 §2.3 (unreserved) and §2.2 (sub-delims), as one table: the characters a host
+// may hold as they are; a path, a query and a fragment add a few delimiters.
+constexpr std::array<bool, 256> make_plain_chars() {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c)
+        t[std::size_t(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                            std::string_view("-._~!$&'()*+,;=").find(char(c)) != npos;
+    return t;
 }
-bool is_sub_delim(char c) { return std::string_view("!$&'()*+,;=").find(c) != npos; }
+constexpr std::array<bool, 256> kPlainChars = make_plain_chars();
+bool is_plain(char c) { return kPlainChars[static_cast<unsigned char>(c)]; }
 
 // A bad character, described for a person, with how to write it instead.
 std::string bad_char(char ch, const char* where, bool hint = true) {
@@ -70,7 +78,7 @@ void check_chars(std::string_view url, std::size_t begin, std::size_t end, std::
             i += 2;
             continue;
         }
-        if (is_unreserved(c) || is_sub_delim(c) || extra.find(c) != npos) continue;
+        if (is_plain(c) || (!extra.empty() && extra.find(c) != npos)) continue;
         throw InvalidURL(url, i, bad_char(c, where));
     }
 }
@@ -99,44 +107,59 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// host[:port] in url[begin, end), offsets counting in `url`.
-HostPort parse_host_port_in(std::string_view url, std::size_t begin, std::size_t end, bool port_required) {
-    HostPort hp;
-    std::size_t at = url.substr(0, end).find('@', begin);
-    if (at != npos)
+// host[:port] in url[begin, end), offsets counting in `url`. The host is a view into `url`
+// (not yet in lower case): a server checks every request's Host field with this, so it
+// allocates nothing.
+struct HostPortView {
+    std::string_view host;
+    bool ipv6 = false;
+    bool has_port = false;
+    std::uint16_t port = 0;
+};
+
+HostPortView parse_host_port_in(std::string_view url, std::size_t begin, std::size_t end, bool port_required) {
+    HostPortView hp;
+    std::string_view authority = url.substr(0, end);
+    if (authority.find('@', begin) != npos)
         throw InvalidURL(url, begin,
                          "user information (user:password@) is not accepted in http URLs: RFC 9110 §4.2.4 "
                          "deprecates it (it disguises the real host); send credentials in an Authorization header");
     std::size_t host_end;  // where host ends: at ':' before a port, or at end
     if (begin < end && url[begin] == '[') {
-        std::size_t close = url.substr(0, end).find(']', begin);
+        std::size_t close = authority.find(']', begin);
         if (close == npos) throw InvalidURL(url, begin, "'[' opens an IPv6 address that no ']' closes");
-        std::string literal(url.substr(begin + 1, close - begin - 1));
+        std::string_view literal = url.substr(begin + 1, close - begin - 1);
         if (!literal.empty() && (literal[0] == 'v' || literal[0] == 'V'))
             throw InvalidURL(url, begin + 1, "IPvFuture addresses ([v1.x]) are not supported");
         if (literal.find('%') != npos)
             throw InvalidURL(url, begin + 1 + literal.find('%'),
                              "IPv6 zone identifiers ([fe80::1%25eth0], RFC 6874) are not supported");
+        char text[64];  // inet_pton wants a C string; the longest IPv6 address has 45 characters
         in6_addr addr{};
-        if (::inet_pton(AF_INET6, literal.c_str(), &addr) != 1)
-            throw InvalidURL(url, begin + 1, "'" + printable(literal) + "' is not a valid IPv6 address");
-        hp.host = lower(literal);
+        bool ok = literal.size() < sizeof text;
+        if (ok) {
+            std::memcpy(text, literal.data(), literal.size());
+            text[literal.size()] = '\0';
+            ok = ::inet_pton(AF_INET6, text, &addr) == 1;
+        }
+        if (!ok) throw InvalidURL(url, begin + 1, "'" + printable(literal) + "' is not a valid IPv6 address");
+        hp.host = literal;
         hp.ipv6 = true;
         host_end = close + 1;
         if (host_end < end && url[host_end] != ':')
             throw InvalidURL(url, host_end, "after an IPv6 address's ']' only ':port' may follow");
     } else {
-        std::size_t colon = url.substr(0, end).find(':', begin);
+        std::size_t colon = authority.find(':', begin);
         host_end = colon == npos ? end : colon;
         if (host_end == begin) throw InvalidURL(url, begin, "the host is empty (an http URL needs one, RFC 9110 §4.2.1)");
         check_chars(url, begin, host_end, "", "host");
         std::string_view host = url.substr(begin, host_end - begin);
-        if (host.find_first_not_of("0123456789.") == npos && !is_ipv4(host))
+        if (std::all_of(host.begin(), host.end(), [](char c) { return is_digit(c) || c == '.'; }) && !is_ipv4(host))
             throw InvalidURL(url, begin,
                              "host '" + std::string(host) +
                                  "' is made of digits and dots but is not an IPv4 address (four numbers 0-255, "
                                  "no leading zeros)");
-        hp.host = lower(host);
+        hp.host = host;
     }
     if (host_end == end) {
         if (port_required) throw InvalidURL(url, end, "a port is required here (host:port)");
@@ -268,8 +291,8 @@ URL URL::parse(std::string_view text) {
 
     std::size_t host_begin = colon + 3;
     std::size_t host_end = std::min(text.find_first_of("/?#", host_begin), text.size());
-    HostPort hp = parse_host_port_in(text, host_begin, host_end, false);
-    u.host_ = std::move(hp.host);
+    HostPortView hp = parse_host_port_in(text, host_begin, host_end, false);
+    u.host_ = lower(hp.host);
     u.ipv6_ = hp.ipv6;
     if (hp.has_port) u.port_ = hp.port;
 
@@ -316,7 +339,12 @@ std::string URL::str() const {
 URL URL::join(std::string_view reference) const { return parse(resolve_reference(str(), reference)); }
 
 HostPort parse_host_port(std::string_view text, bool port_required) {
-    return parse_host_port_in(text, 0, text.size(), port_required);
+    HostPortView v = parse_host_port_in(text, 0, text.size(), port_required);
+    return HostPort{lower(v.host), v.ipv6, v.has_port, v.port};
+}
+
+void check_host_port(std::string_view text, bool port_required) {
+    parse_host_port_in(text, 0, text.size(), port_required);
 }
 
 // [docs:resolve_reference]

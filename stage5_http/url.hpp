@@ -95,5 +95,7 @@ struct HostPort {
     std::uint16_t port = 0;
 };
 HostPort parse_host_port(std::string_view text, bool port_required);
+// The same check, without building a HostPort: what the parser runs on every request's Host.
+void check_host_port(std::string_view text, bool port_required);
 
 }  // namespace aio

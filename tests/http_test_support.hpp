@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "stage5_http/http_parser.hpp"
@@ -137,6 +138,54 @@ std::string transcript(std::string_view input, std::vector<std::size_t> cuts, co
     } catch (const aio::HttpError& e) {
         flush_body();
         out += "error " + std::to_string(e.status()) + " @" + std::to_string(e.offset()) + ": " + e.problem() + "\n";
+    }
+    return out;
+}
+
+// The complete messages of `input`, parsed whole (then feed_eof()), with their bodies and
+// trailers: what a round trip through the serialiser must reproduce. Parsing stops at the
+// first error (sets `failed`), upgrade or close.
+template <typename Head>
+struct Message {
+    Head head;
+    bool informational = false;
+    std::string body;
+    aio::HttpHeaders trailers;
+};
+
+template <typename Parser, typename Head = std::remove_reference_t<decltype(std::declval<Parser>().head())>>
+std::vector<Message<Head>> parse_messages(std::string_view input, const Options& opt, bool& failed) {
+    std::vector<Message<Head>> out;
+    Parser p(opt.limits);
+    std::size_t method_index = 0;
+    auto set_method = [&] {
+        if constexpr (std::is_same_v<Parser, aio::HttpResponseParser>) {
+            if (method_index < opt.methods.size()) p.set_request_method(opt.methods[method_index]);
+            ++method_index;
+        }
+    };
+    set_method();
+    failed = false;
+    Message<Head> current;
+    try {
+        p.feed(input);
+        p.feed_eof();
+        for (;;) {
+            aio::HttpEvent e = p.next_event();
+            switch (e.kind) {
+            case aio::HttpEvent::head: current = Message<Head>{p.head(), false, {}, {}}; break;
+            case aio::HttpEvent::informational: out.push_back(Message<Head>{p.head(), true, {}, {}}); break;
+            case aio::HttpEvent::data: current.body.append(e.bytes); break;
+            case aio::HttpEvent::end_of_message:
+                current.trailers = p.trailers();
+                out.push_back(std::move(current));
+                set_method();
+                break;
+            default: return out;  // upgrade, connection_closed (need_data cannot follow feed_eof)
+            }
+        }
+    } catch (const aio::HttpError&) {
+        failed = true;
     }
     return out;
 }
