@@ -92,30 +92,9 @@ const char* to_string(HttpEvent::Kind k) noexcept {
     return "?";
 }
 
-HttpParser::HttpParser(Role role, const HttpParserLimits& limits) : role_(role), limits_(limits) {
-    // A head's spans are 32-bit offsets: keep every line and section well below 4 GiB.
-    limits_.max_line_size = std::min(limits_.max_line_size, kMaxLimit);
-    limits_.max_header_size = std::min(limits_.max_header_size, kMaxLimit);
-}
+// ---- the state machine -------------------------------------------------------------------
 
-// ---- feeding ------------------------------------------------------------------------------
-
-void HttpParser::feed(std::string_view bytes) {
-    if (eof_) throw std::logic_error("HttpParser::feed() after feed_eof(): the stream has ended; use a new parser");
-    // The consumed bytes go first: what is left (part of a head, of a chunk-size line) moves
-    // to the front. Offsets kept during a scan count from pos_, so they stay right. This is
-    // also what invalidates the views earlier data events handed out.
-    if (pos_ > 0) {
-        base_ += pos_;
-        buf_.erase(0, pos_);
-        pos_ = 0;
-    }
-    if (buf_.empty() && buf_.capacity() > kKeepCapacity) std::string().swap(buf_);
-    buf_.append(bytes);
-}
-
-void HttpParser::feed_eof() { eof_ = true; }
-
+// The public entry: step() does the work; an error is kept, so a failed parser stays failed.
 HttpEvent HttpParser::next_event() {
     if (error_) throw *error_;
     try {
@@ -124,23 +103,6 @@ HttpEvent HttpParser::next_event() {
         error_ = e;
         throw;
     }
-}
-
-std::string HttpParser::take_unparsed() {
-    if (state_ != State::upgraded)
-        throw std::logic_error("HttpParser::take_unparsed(): only after an upgrade event");
-    std::string rest = buf_.substr(pos_);
-    base_ += buf_.size();
-    buf_.clear();
-    pos_ = 0;
-    return rest;
-}
-
-void HttpParser::resume() {
-    if (state_ != State::upgraded || role_ != Role::request)
-        throw std::logic_error("HttpParser::resume(): only after an upgrade event of a request parser");
-    state_ = State::start_line;
-    start_message();
 }
 
 // [docs:next_event]
@@ -250,6 +212,47 @@ void HttpParser::fail(int status, std::size_t at, const std::string& problem) co
     throw HttpError(status, base_ + at, problem);
 }
 
+HttpParser::HttpParser(Role role, const HttpParserLimits& limits) : role_(role), limits_(limits) {
+    // A head's spans are 32-bit offsets: keep every line and section well below 4 GiB.
+    limits_.max_line_size = std::min(limits_.max_line_size, kMaxLimit);
+    limits_.max_header_size = std::min(limits_.max_header_size, kMaxLimit);
+}
+
+// ---- feeding, and leaving HTTP -----------------------------------------------------------
+
+void HttpParser::feed(std::string_view bytes) {
+    if (eof_) throw std::logic_error("HttpParser::feed() after feed_eof(): the stream has ended; use a new parser");
+    // The consumed bytes go first: what is left (part of a head, of a chunk-size line) moves
+    // to the front. Offsets kept during a scan count from pos_, so they stay right. This is
+    // also what invalidates the views earlier data events handed out.
+    if (pos_ > 0) {
+        base_ += pos_;
+        buf_.erase(0, pos_);
+        pos_ = 0;
+    }
+    if (buf_.empty() && buf_.capacity() > kKeepCapacity) std::string().swap(buf_);
+    buf_.append(bytes);
+}
+
+void HttpParser::feed_eof() { eof_ = true; }
+
+std::string HttpParser::take_unparsed() {
+    if (state_ != State::upgraded)
+        throw std::logic_error("HttpParser::take_unparsed(): only after an upgrade event");
+    std::string rest = buf_.substr(pos_);
+    base_ += buf_.size();
+    buf_.clear();
+    pos_ = 0;
+    return rest;
+}
+
+void HttpParser::resume() {
+    if (state_ != State::upgraded || role_ != Role::request)
+        throw std::logic_error("HttpParser::resume(): only after an upgrade event of a request parser");
+    state_ = State::start_line;
+    start_message();
+}
+
 // ---- the head -----------------------------------------------------------------------------
 
 // [docs:find_line_end]
@@ -348,7 +351,6 @@ HttpVersion HttpParser::parse_version(std::string_view text, std::size_t at) con
     return v;
 }
 
-// [docs:parse_request_line]
 // request-line = method SP request-target SP HTTP-version   (RFC 9112 §3)
 void HttpParser::parse_request_line(std::string_view line) {
     HttpRequestHead& h = request_;
@@ -379,7 +381,6 @@ void HttpParser::parse_request_line(std::string_view line) {
     h.method_ = HttpSpan{std::uint32_t(method.data() - head), std::uint32_t(method.size())};
     h.target_ = HttpSpan{std::uint32_t(target.data() - head), std::uint32_t(target.size())};
 }
-// [/docs:parse_request_line]
 
 // The four forms of request-target (RFC 9112 §3.2): /origin?form, absolute-form (to a
 // proxy), authority-form (CONNECT only) and * (OPTIONS only).
@@ -542,7 +543,6 @@ struct FramingFields {
 };
 }  // namespace detail
 
-// [docs:gather_framing]
 // One pass over a complete head's fields (in `headers`, copied from buf_[pos_...]) for those
 // that decide the framing. Names are compared only when their length matches.
 void HttpParser::gather(const HttpHeaders& headers, detail::FramingFields& f) const {
@@ -592,7 +592,6 @@ void HttpParser::gather(const HttpHeaders& headers, detail::FramingFields& f) co
         }
     }
 }
-// [/docs:gather_framing]
 
 // Content-Length = 1*DIGIT (RFC 9110 §8.6). Nothing else: no sign, no spaces inside, no
 // hex; a list of identical values ("5, 5", or the same value in two fields) is one value,

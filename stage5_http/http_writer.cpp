@@ -18,7 +18,6 @@ void append_version(std::string& out, HttpVersion v) {
     out += char('0' + v.minor);
 }
 
-// [docs:write_fields]
 void append_fields(std::string& out, const HttpHeaders& headers) {
     for (HttpHeaders::Field f : headers) {
         out.append(f.name);
@@ -28,7 +27,6 @@ void append_fields(std::string& out, const HttpHeaders& headers) {
     }
     out += "\r\n";
 }
-// [/docs:write_fields]
 
 // The framing `headers` ask for, checked against the body.
 enum class Framing { none_given, content_length, chunked };

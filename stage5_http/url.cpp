@@ -266,7 +266,6 @@ InvalidURL::InvalidURL(std::string_view url, std::size_t offset, const std::stri
       offset_(offset),
       problem_(problem) {}
 
-// [docs:url_parse]
 URL URL::parse(std::string_view text) {
     URL u;
     std::size_t colon = text.find(':');
@@ -315,7 +314,6 @@ URL URL::parse(std::string_view text) {
     }
     return u;
 }
-// [/docs:url_parse]
 
 std::string URL::target() const {
     std::string t = path_.empty() ? "/" : path_;
@@ -336,7 +334,14 @@ std::string URL::str() const {
     return s;
 }
 
-URL URL::join(std::string_view reference) const { return parse(resolve_reference(str(), reference)); }
+URL URL::join(std::string_view reference) const {
+    // The base's own "." and ".." segments go first (RFC 3986 §5.2.1 allows normalising the
+    // base; browsers do): otherwise a reference that keeps the base's path ("?x", "#f") would
+    // keep "/./p", and joining the result again would give "/p". Found by fuzz_url.
+    URL base = *this;
+    base.path_ = remove_dot_segments(path_);
+    return parse(resolve_reference(base.str(), reference));
+}
 
 HostPort parse_host_port(std::string_view text, bool port_required) {
     HostPortView v = parse_host_port_in(text, 0, text.size(), port_required);

@@ -12,7 +12,7 @@
 FUZZ_SECONDS ?= 60
 FUZZ_CXX     ?= clang++
 FUZZ_DIR     := $(BUILD)/fuzz
-FUZZ_FLAGS   := -std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS   := -std=c++20 -Wall -Wextra -Wpedantic -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -I$(ROOT)
 FUZZERS      := http_request http_response url
 FUZZ_LIB     := $(patsubst %,$(FUZZ_DIR)/obj/stage5_http/%.o,url http_headers http_parser http_writer)

@@ -1,7 +1,7 @@
 // libFuzzer harness: the request parser (stage5_http/http_parser.hpp). Properties:
 //  1. Any split gives the same events: the input parsed whole, one byte per feed(), and cut
 //     where the fuzz input says all give the same transcript (events, or the same error at
-//     the same byte).
+//     the same byte); an error names a status from the list and a byte of the input.
 //  2. A parsed request, serialised (serialize_request), parses back to itself: same head,
 //     fields, framing, keep-alive, body and trailers; and the serialiser accepts it.
 // Plus what ASan and UBSan check on the way. Input layout: tests/fuzz/fuzz_support.hpp.
@@ -17,6 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string whole = transcript<aio::HttpRequestParser>(in.message, {}, in.options);
     fuzz_support::check_same("one byte per feed", in.message, whole,
                              transcript<aio::HttpRequestParser>(in.message, every_byte(in.message.size()), in.options));
+    fuzz_support::check_error(in.message, whole);
     fuzz_support::check_same("cut at the fuzzed offsets", in.message, whole,
                              transcript<aio::HttpRequestParser>(in.message, in.cuts, in.options));
 

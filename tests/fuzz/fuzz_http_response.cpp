@@ -50,6 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string whole = transcript<aio::HttpResponseParser>(in.message, {}, in.options);
     fuzz_support::check_same("one byte per feed", in.message, whole,
                              transcript<aio::HttpResponseParser>(in.message, every_byte(in.message.size()), in.options));
+    fuzz_support::check_error(in.message, whole);
     fuzz_support::check_same("cut at the fuzzed offsets", in.message, whole,
                              transcript<aio::HttpResponseParser>(in.message, in.cuts, in.options));
 

@@ -55,4 +55,16 @@ inline void check_same(const char* property, std::string_view input, const std::
     if (a != b) fail(property, input, a, b);
 }
 
+// The error at the end of a transcript, if any, must name a status a server sends for a
+// malformed message and a byte that was fed (offset <= size: the end of the input counts,
+// for a message cut short).
+inline void check_error(std::string_view input, const std::string& transcript) {
+    std::size_t at = transcript.rfind("error ");
+    if (at == std::string::npos) return;
+    int status = std::atoi(transcript.c_str() + at + 6);
+    std::size_t offset = std::strtoull(transcript.c_str() + transcript.find('@', at) + 1, nullptr, 10);
+    bool known = status == 400 || status == 413 || status == 414 || status == 431 || status == 501 || status == 505;
+    if (!known || offset > input.size()) fail("an error names a known status and a byte of the input", input, transcript, "");
+}
+
 }  // namespace fuzz_support
