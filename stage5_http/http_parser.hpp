@@ -146,7 +146,8 @@ private:
     HttpEvent step();
     bool read_head();
     bool read_trailers();
-    std::optional<std::size_t> find_line_end(std::size_t window_end, int status, const char* what);
+    std::optional<std::size_t> find_line_end(std::size_t window_end, int status, const char* what,
+                                             std::size_t limit);
     std::string_view line_before(std::size_t lf, bool strict_crlf);
     void parse_request_line(std::string_view line);
     void parse_status_line(std::string_view line);

@@ -111,8 +111,8 @@ TEST_CASE("one byte at a time and any cutting give the same events as the whole 
     const char* requests[] = {
         "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
-        "PUT /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n"
-        "Checksum: abc\r\n\r\n",
+        ("PUT /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n"
+         "Checksum: abc\r\n\r\n"),
         "\r\n\r\nGET /after-empty-lines HTTP/1.0\r\n\r\n",
     };
     for (const char* r : requests) {
