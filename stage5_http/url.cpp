@@ -55,12 +55,13 @@ std::string bad_char(char ch, const char* where, bool hint = true) {
     if (c == ' ')
         what = "a space";
     else if (c >= 0x80)
-        what = "a non-ASCII byte (0x" + std::string(hex + 1) + "); encode text as UTF-8, then each byte as %XX;";
+        what = "a non-ASCII byte (0x" + std::string(hex + 1) + ")";
     else if (c < 0x20 || c == 0x7f)
         what = "a control character (0x" + std::string(hex + 1) + ")";
     else
         what = std::string("'") + ch + "'";
-    return what + " is not allowed in the " + where + (hint ? std::string("; percent-encode it as ") + hex : "");
+    std::string how = c >= 0x80 ? " (text: each byte of its UTF-8 as %XX)" : "";
+    return what + " is not allowed in the " + where + (hint ? std::string("; percent-encode it as ") + hex + how : "");
 }
 
 // Checks url[begin, end) against one component's characters: unreserved, sub-delims,
