@@ -21,6 +21,7 @@ FUZZ_HEADERS := $(wildcard $(ROOT)/stage5_http/*.hpp) $(ROOT)/tests/http_test_su
                 $(ROOT)/tests/fuzz/fuzz_support.hpp
 
 .PHONY: fuzz fuzz-build fuzz-toolchain
+.SECONDARY: $(FUZZ_LIB)  # keep the objects: make would delete them as intermediates
 
 # libFuzzer ships with clang's runtime libraries, which Debian packages apart from clang.
 fuzz-toolchain:
@@ -47,7 +48,7 @@ fuzz: fuzz-build
 	  if $(FUZZ_DIR)/fuzz_$$f $(FUZZ_DIR)/corpus/$$f $(ROOT)/tests/fuzz/corpus/$$f \
 	       -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
 	       -artifact_prefix=$(FUZZ_DIR)/crash-$$f- -print_final_stats=1 > $(FUZZ_DIR)/fuzz_$$f.log 2>&1; then \
-	    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_DIR)/fuzz_$$f.log; \
+	    grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_DIR)/fuzz_$$f.log; \
 	  else \
 	    tail -n 40 $(FUZZ_DIR)/fuzz_$$f.log; \
 	    echo "fuzz_$$f FAILED: the input is saved as $(FUZZ_DIR)/crash-$$f-*; full log: $(FUZZ_DIR)/fuzz_$$f.log"; \
