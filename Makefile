@@ -8,6 +8,7 @@
 #   make docs-check  fail if a README's code differs from the source it quotes, if a source
 #                    marks a snippet no README quotes, or if a file named in the course is missing
 #   make docs        rewrite the READMEs' code blocks from the sources
+#   make fuzz        fuzz stage 5's parsers with libFuzzer (FUZZ_SECONDS=60 each; tests/fuzz/fuzz.mk)
 #   make clean
 # CI (.ci/run) adds WERROR=-Werror to every build.
 include config.mk
@@ -100,3 +101,5 @@ docs:
 
 clean:
 	rm -rf $(BUILD)
+
+include tests/fuzz/fuzz.mk
