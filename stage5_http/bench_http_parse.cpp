@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage5_http/http_parser.hpp"
 
@@ -38,10 +39,9 @@ struct Options {
     std::string only;  // one workload, for profiling
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--count N] [--runs R] [--workload NAME] [--no-python] [--help]\n"
-        "\n"
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+    aio::OptionParser options(
         "HTTP/1.1 parsing speed, in messages per second (median of R runs), one parser reused as\n"
         "on a keep-alive connection, for six workloads:\n"
         "  request_browser    a 535-byte browser request (12 fields)\n"
@@ -51,28 +51,17 @@ void usage(const char* prog) {
         "  response_small     an nginx-like hello response (7 fields, 13-byte body)\n"
         "  response_chunked   a chunked response, 4 chunks and a trailer\n"
         "Then, if python3 is on PATH, bench_http_parse.py (beside this program's source) parses the\n"
-        "same messages with Python's standard library, and with aiohttp's parser if installed.\n"
-        "\n"
-        "  --count N     messages per run (default 1000000; Python parses N/20)\n"
-        "  --runs R      runs of each workload; the median is reported (default 5)\n"
-        "  --workload W  run only workload W (for a profiler), without the Python side\n"
-        "  --no-python   skip the Python side\n",
-        prog);
-}
-
-Options parse_args(int argc, char** argv) {
-    Options o;
-    bench::parse_args(argc, argv, usage,
-                      {{"--count", &o.count},
-                       {"--runs", &o.runs},
-                       {"--workload", &o.only},
-                       {"--no-python", bench::set_flag(o.python, false)}});
+        "same messages with Python's standard library, and with aiohttp's parser if installed.");
+    options.integer("--count", o.count, 16L, 1'000'000'000L, "N", "messages per run (Python parses N/20)")
+        .integer("--runs", o.runs, 1, 1000, "R", "runs of each workload; the median is reported")
+        .choice("--workload", o.only,
+                {"request_browser", "request_minimal", "request_pieces", "request_pipelined", "response_small",
+                 "response_chunked"},
+                "run only this workload (for a profiler), without the Python side")
+        .constant("--no-python", o.python, false, "skip the Python side");
+    if (auto status = options.parse(argc, argv)) return status;
     if (!o.only.empty()) o.python = false;
-    if (o.count < 16 || o.runs < 1) {
-        std::fprintf(stderr, "%s: --count must be at least 16 and --runs at least 1\n", argv[0]);
-        std::exit(2);
-    }
-    return o;
+    return std::nullopt;
 }
 
 // ---- the messages -------------------------------------------------------------------------
@@ -186,7 +175,8 @@ std::string millions(std::optional<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options o = parse_args(argc, argv);
+    Options o;
+    if (auto status = parse_args(argc, argv, o)) return *status;
 
     std::vector<std::optional<double>> ours;
     for (const Workload& w : kWorkloads) {
