@@ -446,7 +446,8 @@ Coroutine<std::string> group_in_timeout_in_group(Log* log) {
 // A TaskGroup inside a timeout inside a TaskGroup: the deadline stops the inner group only
 // (its tasks are cancelled, the timeout raises TimeoutError in the outer body), and the outer
 // group's tasks run on as if nothing happened.
-TEST_CASE("TaskGroup: a group in a timeout in a group: the deadline stops only the inner group", "[stage3][structured]") {
+TEST_CASE("TaskGroup: a group in a timeout in a group: the deadline stops only the inner group",
+          "[stage3][structured]") {
     aio::EventLoop loop;
     Log log;
     REQUIRE(loop.run_until_complete(group_in_timeout_in_group(&log)) == "done, cancelling 0");
@@ -750,7 +751,8 @@ TEST_CASE("loop close: after any number of passes of nested groups, timeouts, wa
             for (auto& r : reports) {
                 INFO(r.message << ": " << r.exception);
                 const bool pending = r.message.find("Task was destroyed but it is pending!") == 0;
-                const bool lost = r.message.find("Task exception was never retrieved") == 0 && r.exception == "marked 1";
+                const bool lost =
+                    r.message.find("Task exception was never retrieved") == 0 && r.exception == "marked 1";
                 REQUIRE((pending || lost));
             }
         }
@@ -762,7 +764,15 @@ TEST_CASE("loop close: after any number of passes of nested groups, timeouts, wa
 
 namespace {
 // A random nesting of scopes, each level one of these around the next, the innermost a sleep.
-enum class Level { timeout, group, wait_for_coroutine, wait_for_task, wait_for_shield, wait_for_gather, group_in_wait_for };
+enum class Level {
+    timeout,
+    group,
+    wait_for_coroutine,
+    wait_for_task,
+    wait_for_shield,
+    wait_for_gather,
+    group_in_wait_for,
+};
 enum class ChildKind { finishes, fails, fails_in_cleanup, swallows_cancel };
 struct ChildSpec {
     ChildKind kind;
