@@ -195,6 +195,16 @@ void TaskBase::throw_if_cancel_requested() {
     if (cancel_requested()) std::rethrow_exception(take_cancel_request());
 }
 
+// Woken by `woken_by`, and cancelled before this step: the cancellation is raised instead of
+// its outcome. asyncio's __wakeup reads that outcome first, so a task that failed there has
+// had its failure retrieved by its awaiter, and is not reported as lost when it is freed.
+// (Only once it has finished: after an await cycle a task stops waiting on one still pending.)
+void TaskBase::throw_if_cancel_requested(FutureBase& woken_by) {
+    if (!cancel_requested()) return;
+    if (woken_by.state_ == State::finished) woken_by.exception_retrieved_ = true;
+    std::rethrow_exception(take_cancel_request());
+}
+
 // [docs:step]
 // asyncio's Task.__step: resume the coroutine where it stopped and run it until it waits
 // again or returns.

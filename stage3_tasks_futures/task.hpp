@@ -96,8 +96,10 @@ public:
     // Used by yield_now: resume `at` on the next pass.
     void yield_at(CoroutinePromiseBase& at);
     // Used by awaiters when they resume: raise a cancellation requested while the task
-    // was not waiting on a future.
+    // was not waiting on a future. Given the future the task waited on, a failure it holds
+    // counts as read (asyncio's wakeup reads it before the cancellation takes its place).
     void throw_if_cancel_requested();
+    void throw_if_cancel_requested(FutureBase& woken_by);
 
 protected:
     // Move the finished root coroutine's return value into the future (typed, in Task<T>).
@@ -213,7 +215,7 @@ struct FutureAwaiter {
         task->wait_on(*fut, h.promise());
     }
     decltype(auto) await_resume() {
-        if (task) task->throw_if_cancel_requested();
+        if (task) task->throw_if_cancel_requested(*fut);
         return fut->result();
     }
 };

@@ -117,7 +117,8 @@ Coroutine<T> task_group_scope(F* body) {
 // Coroutine) in the current task, then wait for every task it created in the group; return
 // the body's value. Raises ExceptionGroup with every failure (of the tasks, and of the body)
 // if any failed, CancelledError if the parent task was cancelled from outside, and
-// RuntimeError outside a task.
+// RuntimeError outside a task. `body` is held by reference, and the TaskGroup& it gets is
+// valid until the group has finished: the group's own tasks may keep it, no other task may.
 template <typename F>
     requires detail::ScopeBody<F, TaskGroup>
 Coroutine<detail::scope_body_result_t<F, TaskGroup>> task_group(F& body) {

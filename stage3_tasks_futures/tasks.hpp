@@ -358,7 +358,9 @@ Ref<Future<awaitable_result_t<Aw>>> shield(Aw aw) {
     // cycle if neither is ever done.
     auto pass_on = [outer](FutureBase& done) {
         auto& f = static_cast<Inner&>(done);
-        if (outer->cancelled()) {
+        // Nobody waits for the outer future any more: it was cancelled, or its holder
+        // completed it (asyncio then drops this callback). aw's outcome is nobody's.
+        if (outer->done()) {
             if (!f.cancelled()) f.exception();  // counts as retrieved
             return;
         }

@@ -154,7 +154,9 @@ constexpr bool named_body_required = false;
 // seconds after it started (nullopt: no limit), cancel it and raise TimeoutError. Anything
 // else the body raises passes through. `body` is a Coroutine, or a named callable taking
 // the Timeout& (for reschedule()/expired()) and returning one. Raises RuntimeError outside
-// a task.
+// a task. A callable body is held by reference, and the Timeout& it gets is valid until it
+// returns: await the scope where the body is named, and keep the Timeout& in no task that
+// may outlive the scope.
 template <typename T>
 Coroutine<T> timeout(std::optional<double> delay, Coroutine<T> body) {
     return detail::timeout_scope<T>(delay, true, "timeout", std::move(body));
