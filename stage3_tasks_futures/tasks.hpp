@@ -347,7 +347,8 @@ Coroutine<typename F::value_type> wait_for_no_time(Ref<F> fut) {
 
 // asyncio.shield: a future with aw's outcome, whose cancellation leaves aw running. A task
 // awaiting it and cancelled gets CancelledError at once; aw (a coroutine becomes a task)
-// goes on, and its result, or failure, is then nobody's (not reported as lost).
+// goes on; a failure of it that nobody reads is then reported as never retrieved, as in
+// asyncio 3.12.
 template <typename Aw>
 Ref<Future<awaitable_result_t<Aw>>> shield(Aw aw) {
     using T = awaitable_result_t<Aw>;
@@ -359,11 +360,9 @@ Ref<Future<awaitable_result_t<Aw>>> shield(Aw aw) {
     auto pass_on = [outer](FutureBase& done) {
         auto& f = static_cast<Inner&>(done);
         // Nobody waits for the outer future any more: it was cancelled, or its holder
-        // completed it (asyncio then drops this callback). aw's outcome is nobody's.
-        if (outer->done()) {
-            if (!f.cancelled()) f.exception();  // counts as retrieved
-            return;
-        }
+        // completed it (asyncio 3.12 then drops this callback). aw's outcome is left unread,
+        // so a failure nobody else reads is reported when aw is freed: never lost silently.
+        if (outer->done()) return;
         if (f.cancelled()) {
             outer->cancel();
         } else if (auto e = f.exception()) {

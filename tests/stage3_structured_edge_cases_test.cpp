@@ -924,7 +924,7 @@ Nesting random_nesting(Rng& rng, double u) {
 // cancellation from outside is never lost (the task ends cancelled, unless the cancellation
 // was handed to a task it awaits, whose outcome then decides, as in asyncio); without one, no
 // cancellation is left over (count 0, nothing raised later); and no failure is reported as
-// lost. Timers decide the interleavings, so each run tries others; the properties hold for all.
+// lost (but a shielded task's own, which nobody is left to read). Timers decide the interleavings, so each run tries others; the properties hold for all.
 TEST_CASE("properties: random nestings of scopes never lose a cancellation, never leak one, never lose a failure",
           "[stage3][structured]") {
     const double u = 0.002;  // the time unit: deadlines, delays and the outside cancel within 4 u
@@ -933,9 +933,11 @@ TEST_CASE("properties: random nestings of scopes never lose a cancellation, neve
         const Nesting n = random_nesting(rng, u);
         const bool cancel_from_outside = rng.coin();
         const double cancel_at = rng.unit() * 4 * u;
-        bool awaits_a_task = false;
-        for (auto& l : n.levels)
+        bool awaits_a_task = false, shields = false;
+        for (auto& l : n.levels) {
             awaits_a_task = awaits_a_task || l.kind == Level::wait_for_task || l.kind == Level::wait_for_gather;
+            shields = shields || l.kind == Level::wait_for_shield;
+        }
 
         aio::EventLoop loop;
         Reports reports;
@@ -961,6 +963,10 @@ TEST_CASE("properties: random nestings of scopes never lose a cancellation, neve
         for (auto& other : aio::all_tasks(loop)) other->cancel();
         for (int i = 0; i < 1000 && !aio::all_tasks(loop).empty(); ++i) loop.run_until_complete(aio::sleep(0.001));
         REQUIRE(aio::all_tasks(loop).empty());
-        for (auto& r : reports) FAIL_CHECK(r.message << ": " << r.exception);
+        // A shielded task whose awaiter gave up and that then fails has nobody to read its
+        // failure: that one is reported, as asyncio 3.12 reports it. Nothing else may be.
+        for (auto& r : reports)
+            if (!shields || r.message.find("Task exception was never retrieved") == std::string::npos)
+                FAIL_CHECK(r.message << ": " << r.exception);
     }
 }
