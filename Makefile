@@ -1,7 +1,8 @@
 # The course's front door. See README.md.
 #   make             build every stage's demo and benchmarks (build/bin/), nothing else
 #   make run         build, then run each stage's demo in quick mode, in order
-#   make test        build, then build and run every Catch2 test; ends with "N passed, N failed"
+#   make test        build, then build and run every Catch2 test, stages 2 and 3's also on stage 4's
+#                    loop with each selector; ends with a line per run and "N passed, N failed"
 #   make sanitize    the same tests at -O0 under ASan+UBSan, with g++ and with clang++
 #   make tsan        the thread-crossing tests ([threads]) under ThreadSanitizer
 #   make bench       build and run the benchmarks
@@ -29,18 +30,40 @@ JOBS     = $(if $(findstring -j,$(MAKEFLAGS)),,-j$(NPROC))
 
 # tests/stageK_*.cpp -> build/bin/tests_stageK, linked with the library part of stages 1..K.
 TEST_PREFIXES := $(sort $(foreach f,$(wildcard tests/stage*_*.cpp),$(firstword $(subst _, ,$(notdir $(f))))))
-TEST_BINS     := $(addprefix $(BIN)/tests_,$(TEST_PREFIXES))
 # The binaries with thread-crossing tests (tagged [threads]): all that `make tsan` builds.
 THREAD_PREFIXES := $(sort $(foreach f,$(shell grep -l '\[threads\]' tests/stage*_*.cpp),$(firstword $(subst _, ,$(notdir $(f))))))
-CATCH_MAIN    := $(BUILD)/obj/tests/catch_main.o
+# Catch2 (its implementation, tests/catch_session.cpp) is compiled once; each binary links it
+# with one main().
+CATCH_MAIN    := $(BUILD)/obj/tests/catch_session.o $(BUILD)/obj/tests/catch_main.o
 stage_num      = $(patsubst stage%,%,$(1))
+stage_libs     = $(call obj_of,$(foreach s,$(wordlist 1,$(1),$(STAGES)),$(call lib_srcs,$(s))))
 define TEST_RULE
-$(BIN)/tests_$(1): $(call obj_of,$(abspath $(wildcard tests/$(1)_*.cpp))) $(CATCH_MAIN) \
-                   $(call obj_of,$(foreach s,$(wordlist 1,$(call stage_num,$(1)),$(STAGES)),$(call lib_srcs,$(s))))
+$(BIN)/tests_$(1): $(call obj_of,$(abspath $(wildcard tests/$(1)_*.cpp))) $(CATCH_MAIN) $(call stage_libs,$(call stage_num,$(1)))
 	@mkdir -p $(BIN)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $$^ $(LDLIBS) -o $$@
 endef
 $(foreach p,$(TEST_PREFIXES),$(eval $(call TEST_RULE,$(p))))
+
+# Stages 2 and 3 promise to work on any loop that keeps stage 2's contract, so their tests
+# run a second time on stage 4's SelectorEventLoop: build/bin/tests_stage4_on_selector links
+# the same test objects (they name no loop class: tests/loop_test_support.hpp) with a main()
+# that makes new_event_loop() return that loop, and run-tests runs it once per selector.
+# Nothing is compiled twice, so nothing can be stale: when a test changes, its one object
+# is rebuilt and both binaries are linked again.
+ON_SELECTOR_SUITES := stage2 stage3
+SELECTORS          := select poll epoll
+ifneq ($(wildcard stage4_sockets/Makefile),)
+TEST_PREFIXES   += stage4_on_selector
+THREAD_PREFIXES += $(if $(filter $(ON_SELECTOR_SUITES),$(THREAD_PREFIXES)),stage4_on_selector)
+$(BIN)/tests_stage4_on_selector: $(call obj_of,$(abspath $(foreach p,$(ON_SELECTOR_SUITES),$(wildcard tests/$(p)_*.cpp)))) \
+                                 $(BUILD)/obj/tests/catch_session.o $(BUILD)/obj/tests/catch_main_on_selector.o $(call stage_libs,4)
+	@mkdir -p $(BIN)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+endif
+TEST_PREFIXES   := $(sort $(TEST_PREFIXES))
+THREAD_PREFIXES := $(sort $(THREAD_PREFIXES))
+# What run-tests gives tests/run_tests.sh for one binary: one run, or one run per selector.
+test_runs = $(if $(filter stage4_on_selector,$(1)),$(foreach s,$(SELECTORS),AIO_SELECTOR=$(s) $(BIN)/tests_$(1)),$(BIN)/tests_$(1))
 # So that `make build/bin/tests_stage3` works from the root too (the rules name absolute paths);
 # a stage's programs (demo, benches) are built by its own Makefile, so those build them all.
 ifeq ($(BUILD),$(ROOT)/build)
@@ -71,7 +94,7 @@ test-bins: catch2
 	@$(MAKE) --no-print-directory $(JOBS) $(addprefix $(BIN)/tests_,$(TEST_SELECTION))
 
 run-tests: test-bins
-	@sh tests/run_tests.sh $(addprefix $(BIN)/tests_,$(TEST_SELECTION))
+	@sh tests/run_tests.sh $(foreach p,$(TEST_SELECTION),$(call test_runs,$(p)))
 
 # One after the other, even under make -j: both steps build the same library objects.
 test:

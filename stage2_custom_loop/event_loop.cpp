@@ -331,4 +331,19 @@ EventLoop& get_running_loop() {
 
 EventLoop* running_loop_or_null() noexcept { return tl_running_loop; }
 
+namespace {
+EventLoopFactory g_event_loop_factory = nullptr;  // nullptr: stage 2's EventLoop
+}  // namespace
+
+std::unique_ptr<EventLoop> new_event_loop() {
+    if (!g_event_loop_factory) return std::make_unique<EventLoop>();
+    std::unique_ptr<EventLoop> loop = g_event_loop_factory();
+    if (!loop) throw RuntimeError("new_event_loop(): the factory given to set_event_loop_factory returned no loop");
+    return loop;
+}
+
+EventLoopFactory set_event_loop_factory(EventLoopFactory factory) noexcept {
+    return std::exchange(g_event_loop_factory, factory);
+}
+
 }  // namespace aio

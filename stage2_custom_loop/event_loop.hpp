@@ -3,8 +3,9 @@
 // Adds:    EventLoop: call_soon, call_later, call_at, call_soon_threadsafe, time,
 //          run_forever, run_until_complete, stop, close, create_task, the exception
 //          handler, debug mode (slow-callback warnings), and get_running_loop(); and the
-//          seams for a loop that waits on file descriptors: a virtual close(), and
-//          add_signal_handler/remove_signal_handler (which this loop cannot offer).
+//          seams for a loop that waits on file descriptors: a virtual close(),
+//          add_signal_handler/remove_signal_handler (which this loop cannot offer), and
+//          new_event_loop()/set_event_loop_factory() (which class "a new loop" is).
 // Mirrors: BaseEventLoop in Lib/asyncio/base_events.py (_run_once above all).
 //
 // [docs:invariants]
@@ -276,5 +277,25 @@ private:
 EventLoop& get_running_loop();
 // Same, or nullptr.
 EventLoop* running_loop_or_null() noexcept;
+
+// [docs:new_event_loop]
+// Which loop a program gets when it asks for "a loop" without naming a class: asyncio's
+// event-loop policy, reduced to the one thing it does here (policy.new_event_loop()).
+// Code that makes loops for others (stage 3's run(main), a test suite) calls
+// new_event_loop(); the program chooses the class once, at start-up, the way a Python
+// program installs uvloop's policy, and every such loop is then of that class.
+using EventLoopFactory = std::unique_ptr<EventLoop> (*)();
+
+// asyncio.new_event_loop(): a new loop from the current factory, by default stage 2's
+// EventLoop. The caller owns it. Throws what the factory throws, and RuntimeError if the
+// factory returns no loop.
+std::unique_ptr<EventLoop> new_event_loop();
+
+// Make new_event_loop() call `factory` from now on (nullptr: back to stage 2's EventLoop);
+// returns the factory it replaces, so that a scope can put it back. Like
+// asyncio.set_event_loop_policy(), process-wide and not synchronised: call it at start-up,
+// before other threads make loops.
+EventLoopFactory set_event_loop_factory(EventLoopFactory factory) noexcept;
+// [/docs:new_event_loop]
 
 }  // namespace aio

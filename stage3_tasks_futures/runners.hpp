@@ -1,10 +1,10 @@
 // Stage 3: Futures and Tasks. run(): the program's entry into async code.
 //
-// Adds:    run(coro[, loop_factory][, debug]), which makes a loop, runs coro to the end,
-//          cancels the tasks left over, closes the loop, and returns coro's result or
-//          rethrows its exception; Ctrl-C while it runs cancels coro's task (so its catch
-//          and clean-up run) and then raises KeyboardInterrupt; cancel_all_tasks(loop), the
-//          clean-up step.
+// Adds:    run(coro[, loop_factory][, debug]), which makes a loop (loop_factory's, else
+//          new_event_loop()'s), runs coro to the end, cancels the tasks left over, closes
+//          the loop, and returns coro's result or rethrows its exception; Ctrl-C while it
+//          runs cancels coro's task (so its catch and clean-up run) and then raises
+//          KeyboardInterrupt; cancel_all_tasks(loop), the clean-up step.
 // Mirrors: asyncio.run and Runner in Lib/asyncio/runners.py (3.12's loop_factory=,
 //          Runner._on_sigint, _cancel_all_tasks).
 #pragma once
@@ -91,10 +91,11 @@ T run(Coroutine<T> main, LoopFactory loop_factory, bool debug = false) {
     return task->result();
 }
 
-// asyncio.run(main, debug=): on a new stage 2 EventLoop.
+// asyncio.run(main, debug=): on new_event_loop(), a stage 2 EventLoop unless the program
+// chose another class with set_event_loop_factory().
 template <typename T>
 T run(Coroutine<T> main, bool debug = false) {
-    return run(std::move(main), [] { return std::make_unique<EventLoop>(); }, debug);
+    return run(std::move(main), new_event_loop, debug);
 }
 // [/docs:run]
 

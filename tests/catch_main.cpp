@@ -1,3 +1,4 @@
-// Catch2's main(), compiled once and linked into every tests_stageK binary.
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+// main() of every build/bin/tests_stageK: Catch2's, run on the tests the binary holds.
+#include "tests/catch_session.hpp"
+
+int main(int argc, char* argv[]) { return catch_session::run(argc, argv); }

@@ -1,16 +1,30 @@
 #!/bin/sh
-# Run every Catch2 test binary given, show their output, and end with the plain line
-# "N passed, N failed", counting test cases over all binaries. A binary that dies
+# Run every Catch2 test binary given, show their output, and end with a line per run, then
+# the plain line "N passed, N failed", counting test cases over all runs. A binary that dies
 # without its summary (a crash, a sanitizer report) counts all its test cases as failed.
 # TEST_ARGS (from make) is passed to every binary, e.g. a tag filter.
+#
+#   tests/run_tests.sh [NAME=value] BINARY ...
+#
+# NAME=value sets an environment variable for the next binary's run only, and names the run
+# (make test runs tests_stage4_on_selector once with each of AIO_SELECTOR=select, poll, epoll).
 passed=0
 failed=0
-for bin in "$@"; do
-    name=$(basename "$bin")
+runs=
+setting=
+for arg in "$@"; do
+    case $arg in
+        *=*) setting="$setting $arg"; continue ;;
+    esac
+    bin=$arg
+    name="$(basename "$bin")$setting"
     printf '\n-- %s %s\n' "$name" "${TEST_ARGS:-}"
-    listed=$("$bin" --list-test-names-only ${TEST_ARGS:-} 2>/dev/null | grep -c .)
-    out=$("$bin" ${TEST_ARGS:-} 2>&1)
+    # shellcheck disable=SC2086  # $setting: NAME=value words; TEST_ARGS: Catch2 arguments
+    listed=$(env $setting "$bin" --list-test-names-only ${TEST_ARGS:-} 2>/dev/null | grep -c .)
+    # shellcheck disable=SC2086
+    out=$(env $setting "$bin" ${TEST_ARGS:-} 2>&1)
     rc=$?
+    setting=
     printf '%s\n' "$out" | tail -n 60
     p=$(printf '%s\n' "$out" | sed -n 's/^All tests passed ([0-9]* assertions\{0,1\} in \([0-9]*\) test cases\{0,1\})$/\1/p' | tail -n 1)
     f=0
@@ -36,7 +50,10 @@ for bin in "$@"; do
     fi
     passed=$((passed + p))
     failed=$((failed + ${f:-0}))
+    runs="$runs$(printf '   %-46s %5d passed, %d failed' "$name" "$p" "${f:-0}")
+"
 done
 echo
+printf '%s' "$runs"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -319,7 +319,7 @@ TEST_CASE("infinite, huge, negative and denormal delays", "[stage2]") {
 }
 
 TEST_CASE("time() is monotonic and fine-grained; call_at(time()) is due on the next pass", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     double prev = loop.time();
     for (int i = 0; i < 100'000; ++i) {
         const double now = loop.time();
@@ -347,7 +347,7 @@ TEST_CASE("time() is monotonic and fine-grained; call_at(time()) is due on the n
 }
 
 TEST_CASE("a timer cancelled by another timer due at the same instant does not run", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     const double when = loop.time() + 0.005;
     aio::Ref<aio::TimerHandle> a, b, c;
@@ -377,7 +377,7 @@ TEST_CASE("a timer cancelled by another timer due at the same instant does not r
 }
 
 TEST_CASE("a callback that cancels its own handle, or drops the last outside reference to it", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int soon_runs = 0, timer_runs = 0, dropper_runs = 0;
     aio::Ref<aio::Handle> soon;
     aio::Ref<aio::TimerHandle> timer;
@@ -414,7 +414,7 @@ TEST_CASE("a callback that cancels its own handle, or drops the last outside ref
 }
 
 TEST_CASE("1,000,000 cancelled timers, then one live one: the clean-up keeps it and fires it", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     constexpr int n = 1'000'000;
     const double base = loop.time();
     {
@@ -444,7 +444,7 @@ TEST_CASE("a cancelled timer whose destructor schedules timers, released by the 
     for (int n : {1, 1000}) {
         INFO("the destructor schedules " << n << " timer(s)");
         const std::string outcome = in_child([n] {
-            aio::EventLoop loop;
+            TEST_LOOP(loop);
             int fired = 0;
             struct SchedulesOnDestroy {
                 SchedulesOnDestroy(aio::EventLoop* loop, int* fired, int n) : loop(loop), fired(fired), n(n) {}
@@ -483,7 +483,7 @@ TEST_CASE("a cancelled timer whose destructor schedules timers, released by the 
 
 TEST_CASE("stop() twice before run_forever is still one pass, and twice from a callback still one stop",
           "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int passes = 0;
     struct EveryPass {
         aio::EventLoop* loop;
@@ -520,7 +520,7 @@ TEST_CASE("stop() twice before run_forever is still one pass, and twice from a c
 // run_once() is a run like run_forever(): calling it from a callback raises RuntimeError.
 TEST_CASE("run_once() from a callback of the running loop is refused like a nested run", "[stage2]") {
     const std::string outcome = in_child([] {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         Log log;
         bool refused = false;
         loop.call_soon([&] {
@@ -545,7 +545,7 @@ TEST_CASE("run_once() from a callback of the running loop is refused like a nest
 // Inside a callback of a bare run_once() the loop is running (is_running(), no close()).
 TEST_CASE("a callback run by a bare run_once() sees a running loop, which it cannot close", "[stage2]") {
     const std::string outcome = in_child([] {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         bool refused = false, b_ran = false, running_inside = false;
         loop.call_soon([&] {
             running_inside = loop.is_running();
@@ -567,7 +567,7 @@ TEST_CASE("a callback run by a bare run_once() sees a running loop, which it can
 
 TEST_CASE("run_until_complete on a task that already failed rethrows at once and leaves no stop behind",
           "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int started = 0;
     auto task = loop.create_task(throws_before_first_yield(&started));
     REQUIRE_THROWS_WITH(loop.run_until_complete(task), "before the first yield");
@@ -588,7 +588,7 @@ TEST_CASE("run_until_complete on a task that already failed rethrows at once and
 
 TEST_CASE("a loop run on one thread can be closed and destroyed on another", "[stage2][threads]") {
     Probe::live = 0;
-    auto loop = std::make_unique<aio::EventLoop>();
+    auto loop = aio::new_event_loop();
     int ran = 0;
     bool running_after = true;
     std::thread first([&] {
@@ -620,7 +620,7 @@ TEST_CASE("a loop run on one thread can be closed and destroyed on another", "[s
 
 TEST_CASE("call_soon_threadsafe from many threads while the loop closes: nothing queued after close",
           "[stage2][threads]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto token = std::make_shared<int>(0);  // every callback holds a copy
     constexpr int kThreads = 4;
     std::atomic<int> refused{0};
@@ -665,7 +665,7 @@ TEST_CASE("call_soon_threadsafe from many threads while the loop closes: nothing
 TEST_CASE("no lost wake-up: 2,000 ping-pongs with a loop asleep in select()", "[stage2][threads]") {
     const bool with_far_timer = GENERATE(false, true);  // wait() or wait_for() in select
     INFO("with a far timer: " << with_far_timer);
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     if (with_far_timer) loop.call_later(100.0, [] {});
     constexpr int rounds = 2000;
     std::mutex m;
@@ -698,7 +698,7 @@ TEST_CASE("close() with a threadsafe callback whose destructor posts to the loop
           "[stage2]") {
     const std::string outcome = in_child(
         [] {
-            aio::EventLoop loop;
+            TEST_LOOP(loop);
             int refused = 0, accepted = 0;
             auto tries = std::make_shared<TriesToSchedule>(&loop, &refused, &accepted);
             loop.call_soon_threadsafe([tries] { (void)tries; });
@@ -716,7 +716,7 @@ TEST_CASE("close(): a pending handle's destructor that schedules on the loop is 
           "[stage2]") {
     int refused = 0, accepted = 0;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         auto a = std::make_shared<TriesToSchedule>(&loop, &refused, &accepted);
         auto b = std::make_shared<TriesToSchedule>(&loop, &refused, &accepted);
         loop.call_soon([a] { (void)a; });
@@ -737,7 +737,7 @@ TEST_CASE("close(): a pending handle's destructor that schedules on the loop is 
 // The loop calls a copy of the exception handler, so the handler may replace itself.
 TEST_CASE("an exception handler may replace itself with set_exception_handler while it runs", "[stage2]") {
     const std::string outcome = in_child([] {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         std::vector<std::string> seen;
         const std::string tag(80, 'x');  // long enough to live on the heap
         loop.set_exception_handler([tag, &seen, &loop](aio::EventLoop&, const aio::ExceptionContext&) {
@@ -757,7 +757,7 @@ TEST_CASE("an exception handler may replace itself with set_exception_handler wh
 // The loop calls a copy of the logger, so the logger may replace itself.
 TEST_CASE("a logger may replace itself with set_logger while it logs", "[stage2]") {
     const std::string outcome = in_child([] {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         std::vector<std::string> seen;
         const std::string tag(80, 'y');
         loop.set_logger([tag, &seen, &loop](std::string_view) {
@@ -775,7 +775,7 @@ TEST_CASE("a logger may replace itself with set_logger while it logs", "[stage2]
 
 // A logger that throws is caught: the message goes to stderr and the pass goes on (invariant 6).
 TEST_CASE("a logger that throws does not take the loop down: the message goes to stderr", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.set_logger([](std::string_view) { throw std::runtime_error("logger broken"); });
     bool later_ran = false;
     std::vector<std::string> expected;  // on stderr, each after the fallback's note
@@ -816,7 +816,7 @@ TEST_CASE("a loop whose close callback fails and whose logger throws can still b
     const std::string outcome = in_child([] {
         CapturedStderr err;
         {
-            aio::EventLoop loop;
+            TEST_LOOP(loop);
             loop.set_logger([](std::string_view) { throw std::runtime_error("logger broken"); });
             loop.add_close_callback([] { throw std::runtime_error("close callback failed"); });
         }
@@ -830,7 +830,7 @@ TEST_CASE("a loop whose close callback fails and whose logger throws can still b
 }
 
 TEST_CASE("debug mode: a slow callback that throws is reported twice, the exception first", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<std::string> lines;
     loop.set_logger([&](std::string_view line) { lines.emplace_back(line); });
     loop.set_debug(true);
@@ -853,7 +853,7 @@ TEST_CASE("debug mode: a slow callback that throws is reported twice, the except
 
 // Debug mode is read once per callback, before it runs, as asyncio does.
 TEST_CASE("debug mode: a callback that turns debug mode on is not reported as slow", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<std::string> lines;
     loop.set_logger([&](std::string_view line) { lines.emplace_back(line); });
     loop.call_soon([&] { loop.set_debug(true); }, "enable_debug");
@@ -888,7 +888,7 @@ TEST_CASE("Ref<T>: self-assignment, self-move and conversions keep the count rig
         CHECK(a->ref_count() == 1);
         CHECK(Node::live == 1);
 
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         aio::Ref<aio::TimerHandle> t = loop.call_later(100.0, [] {});
         CHECK(t->ref_count() == 2);  // ours and the heap's
         aio::Ref<aio::Handle> as_handle = t;
@@ -1096,7 +1096,7 @@ TEST_CASE("PollingLoop: a coroutine that throws; the other frames are freed and 
 // ================================================================= generator-based tasks
 
 TEST_CASE("generator task: waiting on a task that fails, its failure is read through result()", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("the awaited task fails while we wait") {
         auto failing = loop.create_task(fails_after_sleep(0.01));
         CHECK(loop.run_until_complete(waits_on(failing)) == "child failed");
@@ -1111,7 +1111,7 @@ TEST_CASE("generator task: waiting on a task that fails, its failure is read thr
 }
 
 TEST_CASE("generator task: a coroutine that throws before its first yield", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int started = 0;
     auto task = loop.create_task(throws_before_first_yield(&started));
     bool called = false;
@@ -1130,7 +1130,7 @@ TEST_CASE("generator task: a coroutine that throws before its first yield", "[st
 }
 
 TEST_CASE("generator task: wait() over an empty list finishes at once", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     const auto t0 = std::chrono::steady_clock::now();
     loop.run_until_complete(aio::generator_based::wait(std::vector<Coroutine<>>{}));
     auto results = loop.run_until_complete(aio::generator_based::wait(std::vector<Coroutine<std::string>>{}));

@@ -33,7 +33,7 @@ struct Probe {
 }  // namespace
 
 TEST_CASE("call_soon runs callbacks in the order they were scheduled", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<int> order;
     for (int i = 0; i < 100; ++i) loop.call_soon([&order, i] { order.push_back(i); });
     REQUIRE(loop.ready_count() == 100);
@@ -44,7 +44,7 @@ TEST_CASE("call_soon runs callbacks in the order they were scheduled", "[stage2]
 }
 
 TEST_CASE("a callback scheduled during a pass runs on the next pass", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     loop.call_soon([&] {
         log.push_back("a");
@@ -62,7 +62,7 @@ TEST_CASE("a callback scheduled during a pass runs on the next pass", "[stage2]"
 }
 
 TEST_CASE("a callback that keeps rescheduling itself cannot starve a timer", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int spins = 0;
     // Each run schedules the next one: with "run until the queue is empty" passes, this
     // would never let the loop reach its timers.
@@ -86,7 +86,7 @@ TEST_CASE("a callback that keeps rescheduling itself cannot starve a timer", "[s
 }
 
 TEST_CASE("stop() from a callback ends run_forever after the current pass", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     loop.call_soon([&] {
         log.push_back("a");
@@ -108,7 +108,7 @@ TEST_CASE("stop() from a callback ends run_forever after the current pass", "[st
 }
 
 TEST_CASE("stop() before run_forever makes it run exactly one pass", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int passes = 0;
     struct EveryPass {
         aio::EventLoop* loop;
@@ -128,7 +128,7 @@ TEST_CASE("stop() before run_forever makes it run exactly one pass", "[stage2]")
     REQUIRE_FALSE(timer_fired);
 
     SECTION("an empty loop does not block either") {
-        aio::EventLoop empty;
+        TEST_LOOP(empty);
         auto t0 = std::chrono::steady_clock::now();
         empty.stop();
         empty.run_forever();
@@ -143,7 +143,7 @@ TEST_CASE("stop() before run_forever makes it run exactly one pass", "[stage2]")
 }
 
 TEST_CASE("is_running() is true inside a callback, false before and after", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE_FALSE(loop.is_running());
     REQUIRE(aio::running_loop_or_null() == nullptr);
     REQUIRE_THROWS_AS(aio::get_running_loop(), aio::RuntimeError);
@@ -163,7 +163,7 @@ TEST_CASE("is_running() is true inside a callback, false before and after", "[st
 }
 
 TEST_CASE("running a loop from one of its own callbacks raises RuntimeError", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::string error;
     loop.call_soon([&] {
         try {
@@ -181,7 +181,8 @@ TEST_CASE("running a loop from one of its own callbacks raises RuntimeError", "[
 }
 
 TEST_CASE("running a second loop inside the first one's callback raises RuntimeError", "[stage2]") {
-    aio::EventLoop outer, inner;
+    TEST_LOOP(outer);
+    TEST_LOOP(inner);
     std::string error;
     bool inner_callback_ran = false;
     inner.call_soon([&] { inner_callback_ran = true; });
@@ -200,7 +201,7 @@ TEST_CASE("running a second loop inside the first one's callback raises RuntimeE
 }
 
 TEST_CASE("a closed loop refuses to run or to schedule", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE_FALSE(loop.is_closed());
     loop.close();
     REQUIRE(loop.is_closed());
@@ -216,7 +217,7 @@ TEST_CASE("a closed loop refuses to run or to schedule", "[stage2]") {
 }
 
 TEST_CASE("close() on a running loop raises and leaves the loop usable", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::string error;
     loop.call_soon([&] {
         try {
@@ -235,7 +236,7 @@ TEST_CASE("close() on a running loop raises and leaves the loop usable", "[stage
 }
 
 TEST_CASE("an exception in a callback reaches the exception handler; later callbacks still run", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<std::string> messages;
     std::vector<int> ids;
     aio::EventLoop* handler_loop = nullptr;
@@ -267,7 +268,7 @@ TEST_CASE("an exception in a callback reaches the exception handler; later callb
 }
 
 TEST_CASE("the default exception handler logs 'Exception in callback <name>: <what>'", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<std::string> lines;
     loop.set_logger([&](std::string_view line) { lines.emplace_back(line); });
     loop.call_soon([] { throw std::runtime_error("the disk is on fire"); }, "save_file");
@@ -285,7 +286,7 @@ TEST_CASE("the default exception handler logs 'Exception in callback <name>: <wh
 }
 
 TEST_CASE("an exception handler that throws does not stop the loop; both errors are logged", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<std::string> lines;
     loop.set_logger([&](std::string_view line) { lines.emplace_back(line); });
     loop.set_exception_handler(
@@ -311,7 +312,7 @@ TEST_CASE("an exception handler that throws does not stop the loop; both errors 
 }
 
 TEST_CASE("debug mode reports a slow callback by name, and only the slow one", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<std::string> lines;
     loop.set_logger([&](std::string_view line) { lines.emplace_back(line); });
     auto slow = [] { std::this_thread::sleep_for(std::chrono::milliseconds(150)); };
@@ -338,7 +339,7 @@ TEST_CASE("close() frees pending callbacks and timers without running them", "[s
     Probe::live = 0;
     int ran = 0;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         for (int i = 0; i < 5; ++i) loop.call_soon([p = Probe(), &ran] { (void)p, ++ran; });
         for (int i = 0; i < 5; ++i) loop.call_later(0.001 * i, [p = Probe(), &ran] { (void)p, ++ran; });
         for (int i = 0; i < 5; ++i) loop.call_later(3600, [p = Probe(), &ran] { (void)p, ++ran; });
@@ -364,7 +365,7 @@ TEST_CASE("close() frees pending callbacks and timers without running them", "[s
 TEST_CASE("destroying a loop without close() frees what it holds", "[stage2]") {
     Probe::live = 0;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.call_soon([p = Probe()] { (void)p; });
         loop.call_later(10, [p = Probe()] { (void)p; });
         REQUIRE(Probe::live == 2);

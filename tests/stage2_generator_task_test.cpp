@@ -107,7 +107,7 @@ Coroutine<int> nested_run() {
 }  // namespace
 
 TEST_CASE("generator coroutines with sleeps interleave in deadline order", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     // A wakes at 60 and 180 ms, B at 30 and 120 ms, C at once and at 150 ms (its second
     // sleep is inside a sub-coroutine). Gaps of 30 ms or more keep the order robust.
@@ -117,7 +117,7 @@ TEST_CASE("generator coroutines with sleeps interleave in deadline order", "[sta
 }
 
 TEST_CASE("run_until_complete returns the coroutine's result", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(answer_after(0.01)) == 42);
     REQUIRE_FALSE(loop.is_running());
     // The loop can be used again.
@@ -126,7 +126,7 @@ TEST_CASE("run_until_complete returns the coroutine's result", "[stage2]") {
 }
 
 TEST_CASE("run_until_complete rethrows the coroutine's exception", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE_THROWS_WITH(loop.run_until_complete(fail_after(0.01, false)), "failed after sleeping");
     REQUIRE_THROWS_WITH(loop.run_until_complete(fail_after(0.01, true)), "failed before sleeping");
     REQUIRE_FALSE(loop.is_running());
@@ -134,7 +134,7 @@ TEST_CASE("run_until_complete rethrows the coroutine's exception", "[stage2]") {
 }
 
 TEST_CASE("run_until_complete accepts a task made by create_task", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto task = loop.create_task(answer_after(0.01));
     REQUIRE_FALSE(task->done());
     REQUIRE_THROWS_AS(task->result(), aio::RuntimeError);  // not finished yet
@@ -148,7 +148,7 @@ TEST_CASE("run_until_complete accepts a task made by create_task", "[stage2]") {
 TEST_CASE("run_until_complete raises if the loop is stopped before the coroutine is done", "[stage2]") {
     Probe::live = 0;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.call_soon([&] { loop.stop(); });
         REQUIRE_THROWS_WITH(loop.run_until_complete(hold_probe_int(Probe(), 10.0)),
                             Catch::Matchers::Contains("stopped before the future completed"));
@@ -159,7 +159,7 @@ TEST_CASE("run_until_complete raises if the loop is stopped before the coroutine
 }
 
 TEST_CASE("run_until_complete inside a running loop raises RuntimeError", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("from a callback") {
         std::string error;
         loop.call_soon([&] {
@@ -182,7 +182,7 @@ TEST_CASE("run_until_complete inside a running loop raises RuntimeError", "[stag
 }
 
 TEST_CASE("wait() returns results in argument order, in about one sleep's time", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log finished;
     const auto t0 = std::chrono::steady_clock::now();
     auto results = loop.run_until_complete(
@@ -196,7 +196,7 @@ TEST_CASE("wait() returns results in argument order, in about one sleep's time",
 }
 
 TEST_CASE("wait() over a vector, and over coroutines that return nothing", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("a vector of coroutines with results") {
         Log finished;
         std::vector<Coroutine<std::string>> coros;
@@ -220,13 +220,13 @@ TEST_CASE("wait() over a vector, and over coroutines that return nothing", "[sta
 }
 
 TEST_CASE("wait() rethrows the exception of a coroutine that failed", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE_THROWS_WITH(loop.run_until_complete(wait(answer_after(0.01), fail_after(0.02, false))),
                         "failed after sleeping");
 }
 
 TEST_CASE("create_task's first step runs on a later pass, not inside create_task", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     aio::generator_based::TaskRef<void> task;
     loop.call_soon([&] {
@@ -246,7 +246,7 @@ TEST_CASE("create_task's first step runs on a later pass, not inside create_task
 }
 
 TEST_CASE("a done callback added to a finished task runs on the next pass", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto task = loop.create_task(answer_after(0));
     loop.run_until_complete(task);
     bool called = false;
@@ -259,7 +259,7 @@ TEST_CASE("a done callback added to a finished task runs on the next pass", "[st
 TEST_CASE("closing the loop under a pending task and a pending wait() frees them", "[stage2]") {
     Probe::live = 0;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         auto lone = loop.create_task(hold_probe(Probe(), 10.0));
         std::vector<Coroutine<int>> coros;
         coros.push_back(hold_probe_int(Probe(), 10.0));

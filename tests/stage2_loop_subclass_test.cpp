@@ -81,7 +81,7 @@ TEST_CASE("close() is virtual: a subclass's close on a running loop still raises
 }
 
 TEST_CASE("add_signal_handler on stage 2's loop raises NotImplementedError, a RuntimeError", "[stage2]") {
-    aio::EventLoop loop;
+    aio::EventLoop loop;  // this class's own answer, whichever class new_event_loop() makes
     bool called = false;
     REQUIRE_THROWS_AS(loop.add_signal_handler(SIGINT, [&] { called = true; }), aio::NotImplementedError);
     REQUIRE_THROWS_AS(loop.remove_signal_handler(SIGINT), aio::RuntimeError);

@@ -2,12 +2,15 @@
 // exists (a Task waits in the ready queue as itself); add_close_callback() lets what belongs
 // to a loop clean up while the loop can still schedule and cancel; Handle::cancel() calls
 // on_cancel() exactly once, so a timer cancelled twice is counted once by the heap's
-// clean-up rule; and lifeline() tells whoever outlives the loop that it is gone.
+// clean-up rule; lifeline() tells whoever outlives the loop that it is gone; and
+// new_event_loop() makes a loop of the class set_event_loop_factory() chose.
 #include <catch2/catch.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -40,7 +43,7 @@ private:
 // ----------------------------------------------------------------------- add_callback
 
 TEST_CASE("add_callback schedules an existing handle for the next pass, FIFO with call_soon", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto h = aio::make_ref<LoggingHandle>(&log, "handle");
     loop.call_soon([&] { log.push_back("soon 1"); });
@@ -55,7 +58,7 @@ TEST_CASE("add_callback schedules an existing handle for the next pass, FIFO wit
 }
 
 TEST_CASE("add_callback from inside a pass waits for the next pass", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto h = aio::make_ref<LoggingHandle>(&log, "handle");
     loop.call_soon([&] {
@@ -70,7 +73,7 @@ TEST_CASE("add_callback from inside a pass waits for the next pass", "[stage2]")
 }
 
 TEST_CASE("add_callback: the same handle may be queued again after it ran", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto h = aio::make_ref<LoggingHandle>(&log, "h");
     for (int i = 0; i < 3; ++i) {
@@ -81,7 +84,7 @@ TEST_CASE("add_callback: the same handle may be queued again after it ran", "[st
 }
 
 TEST_CASE("add_callback: a cancelled handle is skipped, and released", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto a = aio::make_ref<LoggingHandle>(&log, "a");
     auto b = aio::make_ref<LoggingHandle>(&log, "b");
@@ -109,7 +112,7 @@ TEST_CASE("add_callback: a cancelled handle is skipped, and released", "[stage2]
 }
 
 TEST_CASE("add_callback on a closed loop raises RuntimeError", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto h = aio::make_ref<LoggingHandle>(&log, "h");
     loop.close();
@@ -121,7 +124,7 @@ TEST_CASE("close() drops a handle queued with add_callback without running it", 
     Log log;
     auto h = aio::make_ref<LoggingHandle>(&log, "h");
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.add_callback(h);
         REQUIRE(h->ref_count() == 2);
         loop.close();
@@ -134,7 +137,7 @@ TEST_CASE("close() drops a handle queued with add_callback without running it", 
 
 TEST_CASE("add_close_callback: runs at close(), before the queues are dropped, and may still schedule and cancel",
           "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto timer = loop.call_later(100.0, [&] { log.push_back("timer ran"); });
     loop.call_soon([&] { log.push_back("ready ran"); });
@@ -167,7 +170,7 @@ TEST_CASE("add_close_callback: callbacks run once, in the order added, and not a
           "[stage2]") {
     Log log;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.add_close_callback([&] { log.push_back("1"); });
         loop.add_close_callback([&] {
             log.push_back("2");
@@ -186,14 +189,14 @@ TEST_CASE("add_close_callback: callbacks run once, in the order added, and not a
 TEST_CASE("add_close_callback: destroying the loop without close() runs them", "[stage2]") {
     Log log;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.add_close_callback([&] { log.push_back("closed"); });
     }
     REQUIRE(log == Log{"closed"});
 }
 
 TEST_CASE("add_close_callback: close() on a running loop raises and runs none of them", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     loop.add_close_callback([&] { log.push_back("closed"); });
     bool raised = false;
@@ -214,7 +217,7 @@ TEST_CASE("add_close_callback: close() on a running loop raises and runs none of
 // ------------------------------------------------------------- Handle::cancel, on_cancel
 
 TEST_CASE("Handle::cancel calls on_cancel exactly once, however often it is called", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto h = aio::make_ref<LoggingHandle>(&log, "h");
     REQUIRE_FALSE(h->cancelled());
@@ -237,7 +240,7 @@ TEST_CASE("Handle::cancel calls on_cancel exactly once, however often it is call
 TEST_CASE("a timer cancelled twice is counted once by the heap's clean-up rule", "[stage2]") {
     // The heap is rebuilt when it holds more than 100 timers and more than half are
     // cancelled. 60 of 200 cancelled is 30%: no rebuild. Counted twice, it would be 60%.
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<aio::Ref<aio::TimerHandle>> timers;
     for (int i = 0; i < 200; ++i) timers.push_back(loop.call_later(1000.0 + i, [] {}));
     // Timer 0 (the earliest) stays live, so nothing is popped lazily from the top.
@@ -256,7 +259,7 @@ TEST_CASE("a timer cancelled twice is counted once by the heap's clean-up rule",
 }
 
 TEST_CASE("a timer cancelled after it fired is not counted as a cancelled timer in the heap", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int fired = 0;
     auto early = loop.call_later(0.0, [&] { ++fired; });
     std::vector<aio::Ref<aio::TimerHandle>> timers;
@@ -277,7 +280,7 @@ TEST_CASE("a timer cancelled after it fired is not counted as a cancelled timer 
 // does nothing, and ~EventLoop does not throw.
 TEST_CASE("add_close_callback: a callback that throws runs once, and the loop can still be closed", "[stage2]") {
     int runs = 0, other = 0;
-    auto* loop = new aio::EventLoop;
+    aio::EventLoop* loop = aio::new_event_loop().release();  // deleted by hand: see below
     loop->set_exception_handler([](aio::EventLoop&, const aio::ExceptionContext&) {});  // if close() reports it
     loop->add_close_callback([&] {
         ++runs;
@@ -308,7 +311,7 @@ TEST_CASE("add_close_callback: a callback that throws runs once, and the loop ca
 TEST_CASE("lifeline: names the loop while it exists, and nothing once it is destroyed", "[stage2]") {
     aio::Ref<aio::LoopLifeline> kept;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         kept = loop.lifeline();
         REQUIRE(kept->loop() == &loop);
         REQUIRE(loop.lifeline() == kept);  // one lifeline for the loop's whole life
@@ -316,7 +319,56 @@ TEST_CASE("lifeline: names the loop while it exists, and nothing once it is dest
         REQUIRE(kept->loop() == &loop);  // closed is not gone: a closed loop still answers
     }
     REQUIRE(kept->loop() == nullptr);
-    aio::EventLoop next;  // perhaps at the same address: a lifeline of its own
+    TEST_LOOP(next);  // perhaps at the same address: a lifeline of its own
     REQUIRE(next.lifeline() != kept);
     REQUIRE(next.lifeline()->loop() == &next);
+}
+
+// ---------------------------------------------------------------------- new_event_loop
+
+namespace {
+
+// A loop class of the program's own, the kind a factory chooses (stage 4's is one).
+class ChosenLoop final : public aio::EventLoop {
+public:
+    ChosenLoop() { ++made; }
+    static int made;
+};
+int ChosenLoop::made = 0;
+
+std::unique_ptr<aio::EventLoop> make_chosen_loop() { return std::make_unique<ChosenLoop>(); }
+std::unique_ptr<aio::EventLoop> make_no_loop() { return nullptr; }
+
+}  // namespace
+
+TEST_CASE("new_event_loop: stage 2's EventLoop, unless set_event_loop_factory chose another class", "[stage2]") {
+    ScopedLoopFactory by_default(nullptr);  // whatever this test binary chose comes back at the end
+    ChosenLoop::made = 0;
+    auto plain = aio::new_event_loop();
+    REQUIRE(plain);
+    aio::EventLoop& plain_loop = *plain;
+    REQUIRE(typeid(plain_loop) == typeid(aio::EventLoop));
+
+    REQUIRE(aio::set_event_loop_factory(make_chosen_loop) == nullptr);  // it returns what it replaced
+    auto chosen = aio::new_event_loop();
+    auto second = aio::new_event_loop();
+    REQUIRE(dynamic_cast<ChosenLoop*>(chosen.get()) != nullptr);
+    REQUIRE(chosen != second);  // a new loop each time
+    REQUIRE(ChosenLoop::made == 2);
+
+    REQUIRE(aio::set_event_loop_factory(nullptr) == make_chosen_loop);
+    auto plain_again = aio::new_event_loop();
+    aio::EventLoop& plain_again_loop = *plain_again;
+    REQUIRE(typeid(plain_again_loop) == typeid(aio::EventLoop));
+    REQUIRE(ChosenLoop::made == 2);
+}
+
+TEST_CASE("new_event_loop: a factory that returns no loop raises RuntimeError", "[stage2]") {
+    ScopedLoopFactory broken(make_no_loop);
+    try {
+        (void)aio::new_event_loop();
+        FAIL("no exception");
+    } catch (const aio::RuntimeError& e) {
+        REQUIRE_THAT(e.what(), Catch::Matchers::Contains("returned no loop"));
+    }
 }

@@ -48,7 +48,7 @@ std::thread stop_from_another_thread(aio::EventLoop& loop, std::chrono::millisec
 }  // namespace
 
 TEST_CASE("call_soon_threadsafe wakes a loop sleeping on a timer 10 s away", "[stage2][threads]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     bool far_timer_fired = false;
     loop.call_later(10.0, [&] { far_timer_fired = true; });
     std::thread::id ran_on;
@@ -65,7 +65,7 @@ TEST_CASE("call_soon_threadsafe wakes a loop sleeping on a timer 10 s away", "[s
 }
 
 TEST_CASE("call_soon_threadsafe wakes a loop that has nothing scheduled at all", "[stage2][threads]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::thread::id ran_on;
     const auto t0 = std::chrono::steady_clock::now();
     std::thread other = stop_from_another_thread(loop, std::chrono::milliseconds(50), &ran_on);
@@ -93,7 +93,7 @@ TEST_CASE("a timer centuries away does not make the wait spin", "[stage2][thread
 }
 
 TEST_CASE("callbacks from several threads all run, each thread's in its own order", "[stage2][threads]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     constexpr int threads = 4, per_thread = 1000;
     std::vector<std::vector<int>> seen(threads);
     int total = 0;
@@ -134,7 +134,7 @@ TEST_CASE("call_soon_threadsafe is done with the loop once its callback can run"
         void operator()() const { loop->call_soon(*this, "busy"); }
     };
     for (int round = 0; round < 2000; ++round) {
-        auto loop = std::make_unique<aio::EventLoop>();
+        auto loop = aio::new_event_loop();
         aio::EventLoop* raw = loop.get();
         raw->call_soon(Busy{raw}, "busy");
         std::thread other([raw] { raw->call_soon_threadsafe([raw] { raw->stop(); }, "stop"); });
@@ -146,7 +146,7 @@ TEST_CASE("call_soon_threadsafe is done with the loop once its callback can run"
 }
 
 TEST_CASE("call_soon_threadsafe on a closed loop raises, from any thread", "[stage2][threads]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.close();
     REQUIRE_THROWS_AS(loop.call_soon_threadsafe([] {}), aio::RuntimeError);
     bool raised = false;

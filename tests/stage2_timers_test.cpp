@@ -36,7 +36,7 @@ protected:
 }  // namespace
 
 TEST_CASE("timers with the same deadline fire in the order they were scheduled", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<int> order;
     const double soon = loop.time() + 0.01;
     const double later = soon + 0.005;
@@ -54,7 +54,7 @@ TEST_CASE("timers with the same deadline fire in the order they were scheduled",
 }
 
 TEST_CASE("zero and negative delays run on the next pass, earliest deadline first", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     loop.call_later(0.0, [&] { log.push_back("delay 0"); });
     loop.call_later(-1.0, [&] { log.push_back("delay -1"); });
@@ -75,7 +75,7 @@ TEST_CASE("zero and negative delays run on the next pass, earliest deadline firs
 }
 
 TEST_CASE("a handle cancelled before it runs never runs", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto soon = loop.call_soon([&] { log.push_back("call_soon"); });
     auto zero = loop.call_later(0.0, [&] { log.push_back("call_later 0"); });
@@ -94,7 +94,7 @@ TEST_CASE("a handle cancelled before it runs never runs", "[stage2]") {
 }
 
 TEST_CASE("a handle cancelled by an earlier callback of the same pass does not run", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     aio::Ref<aio::Handle> victim;
     aio::Ref<aio::TimerHandle> due_timer;
@@ -111,7 +111,7 @@ TEST_CASE("a handle cancelled by an earlier callback of the same pass does not r
 }
 
 TEST_CASE("cancelling a handle that already ran, or cancelling twice, is harmless", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int soon_runs = 0, timer_runs = 0;
     auto soon = loop.call_soon([&] { ++soon_runs; });
     auto timer = loop.call_later(0.0, [&] { ++timer_runs; });
@@ -142,7 +142,7 @@ TEST_CASE("cancelling a handle that already ran, or cancelling twice, is harmles
 TEST_CASE("a timer handle may outlive its loop and be cancelled afterwards", "[stage2]") {
     aio::Ref<aio::TimerHandle> h;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         h = loop.call_later(10.0, [] {});
     }
     REQUIRE_FALSE(h->cancelled());
@@ -151,7 +151,7 @@ TEST_CASE("a timer handle may outlive its loop and be cancelled afterwards", "[s
 }
 
 TEST_CASE("the timer heap drops its cancelled timers by CPython's rule", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<aio::Ref<aio::TimerHandle>> handles;
     auto schedule = [&](int n) {
         for (int i = 0; i < n; ++i) handles.push_back(loop.call_later(1000.0 + i, [] {}));
@@ -203,7 +203,7 @@ TEST_CASE("the timer heap drops its cancelled timers by CPython's rule", "[stage
 }
 
 TEST_CASE("100,000 timers with random deadlines all fire, in deadline order", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     constexpr int n = 100'000;
     std::mt19937 rng(20240601);
     // Deadlines on a 100 us grid within 50 ms: random order, and many ties.

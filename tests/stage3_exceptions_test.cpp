@@ -187,7 +187,7 @@ Coroutine<int> fails_now(int id) {
 TEST_CASE("exceptions: a done-callback that throws (on a Future, on a Task, non-std too) is reported; the loop goes on",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     Log log;
     auto f = aio::create_future<int>(loop);
@@ -222,7 +222,7 @@ TEST_CASE("exceptions: an exception handler that throws is reported by the defau
           "[stage3]") {
     std::vector<std::string> logged;
     int calls = 0;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.set_logger([&logged](std::string_view m) { logged.emplace_back(m); });
     SECTION("a std::exception") {
         loop.set_exception_handler([&calls](aio::EventLoop&, const aio::ExceptionContext&) {
@@ -288,7 +288,7 @@ Coroutine<std::string> catch_int_from_task(Ref<aio::Task<int>> t) {
 TEST_CASE("exceptions: a coroutine that throws a non-std exception before its first suspension fails its task",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     SECTION("as a task: result() and exception() give the int; an awaiting task catches it") {
         auto t = aio::create_task(loop, throws_int_at_once(42));
@@ -356,7 +356,7 @@ Coroutine<int> raises_cancelled_error(Ref<aio::Future<>> f) {
 TEST_CASE("exceptions: a task that throws after its cancellation ends failed with that error, as in asyncio",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto f = aio::create_future(loop);
     auto a = aio::create_task(loop, throws_from_cancel_handler(f, 0));
@@ -375,7 +375,7 @@ TEST_CASE("exceptions: a task that throws after its cancellation ends failed wit
 TEST_CASE("exceptions: a task raising CancelledError without being cancelled ends cancelled, as in asyncio",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto f = aio::create_future(loop);
     auto t = aio::create_task(loop, raises_cancelled_error(f));
@@ -420,7 +420,7 @@ TEST_CASE("exceptions: a non-std exception from a suspended grandchild reaches t
     int live = 0;
     {
         Reports reports;  // before the loop: its close may still report
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto f = aio::create_future(loop);
         auto t = aio::create_task(loop, parent_catches(f, &live));
@@ -456,7 +456,7 @@ Coroutine<int> local_throws_on_scope_exit(Ref<aio::Future<>> f) {
 TEST_CASE("exceptions: a local whose destructor throws when its block ends normally fails the task with it",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto f = aio::create_future(loop);
     auto t = aio::create_task(loop, local_throws_on_scope_exit(f));
@@ -517,7 +517,7 @@ TEST_CASE("exceptions: a frame local that cancels a task, completes a future and
     Ref<aio::Task<>> holder;
     Ref<aio::Future<>> never, to_set;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         never = aio::create_future(loop);
         to_set = aio::create_future(loop);
@@ -586,7 +586,7 @@ TEST_CASE("exceptions: a task cancelled before it starts frees its parameters, w
     Log log;
     {
         Reports reports;  // before the loop: its close may still report
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto t = aio::create_task(loop, never_started(SpawnsOnDestroy(&log, &live), &log));
         REQUIRE(t->cancel());
@@ -623,7 +623,7 @@ Coroutine<int> cancels_itself_then_throws() {
 
 TEST_CASE("exceptions: a task cancelling itself from its own step: while unwinding, or before throwing", "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     SECTION("a destructor cancels the task again while its CancelledError unwinds") {
         auto f = aio::create_future(loop);
@@ -663,7 +663,7 @@ Coroutine<> gather_with_itself(std::shared_ptr<Ref<aio::Task<>>> self, Ref<aio::
 // end both: A's cancellation reaches B through the future B waits on, which is A.
 void cancel_one_of_two_tasks_awaiting_each_other() {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto slot_a = std::make_shared<Ref<aio::Task<>>>();
     auto slot_b = std::make_shared<Ref<aio::Task<>>>();
@@ -684,7 +684,7 @@ void cancel_one_of_two_tasks_awaiting_each_other() {
 // A awaits gather(A, f): A waits on the gather, which waits on A.
 void cancel_a_task_that_gathers_itself() {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto self = std::make_shared<Ref<aio::Task<>>>();
     auto f = aio::create_future(loop);
@@ -722,7 +722,7 @@ TEST_CASE("exceptions: cancelling a task in an await cycle (A awaits B awaits A)
 
 TEST_CASE("exceptions: misusing a Future raises what asyncio raises and changes nothing", "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto f = aio::create_future<int>(loop);
     int calls = 0;
@@ -775,7 +775,7 @@ TEST_CASE("exceptions: completing a Task from outside (set_result, set_exception
     int live = 0;
     {
         Reports reports;  // before the loop: its close may still report
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto f = aio::create_future(loop);
         auto t = aio::create_task(loop, waits_then_returns(f, 1, &live));
@@ -838,7 +838,7 @@ Coroutine<std::string> gather_vector(std::vector<Ref<aio::Task<int>>> ts) {
 TEST_CASE("exceptions: gather with a child that throws a non-std exception: it propagates, the others go on",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto first = aio::create_future(loop);
     auto later = aio::create_future(loop);
@@ -866,7 +866,7 @@ TEST_CASE("exceptions: gather with a child raising CancelledError by itself: the
           "cancelled and the other children are not either",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto first = aio::create_future(loop);
     auto later = aio::create_future(loop);
@@ -915,7 +915,7 @@ Coroutine<std::string> gather_return_exceptions(Ref<aio::Task<int>> a, Ref<aio::
 TEST_CASE("exceptions: gather(return_exceptions) keeps a non-std exception and a self-raised CancelledError in place",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto f = aio::create_future(loop);
     auto a = aio::create_task(loop, int_thrower_after(f, 42));
@@ -976,7 +976,7 @@ Coroutine<int> cancelled_error_at_once() {
 TEST_CASE("exceptions: wait(FIRST_EXCEPTION) returns at a non-std exception, the failure counted as retrieved",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto first = aio::create_future(loop);
     auto later = aio::create_future(loop);
@@ -995,7 +995,7 @@ TEST_CASE("exceptions: wait(FIRST_EXCEPTION) returns at a non-std exception, the
 TEST_CASE("exceptions: wait_for with an inner awaitable that throws a non-std exception or CancelledError by itself",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     SECTION("before the timeout: its exception propagates") {
         REQUIRE(loop.run_until_complete(wait_for_outcome(int_thrower_at_once(42), 10.0)) == "int 42");
@@ -1033,7 +1033,7 @@ Coroutine<std::string> drain_as_completed(std::vector<Ref<aio::Task<int>>> ts) {
 TEST_CASE("exceptions: as_completed yields a non-std exception and a self-raised CancelledError in finishing order",
           "[stage3]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto f1 = aio::create_future(loop);
     auto f2 = aio::create_future(loop);
@@ -1083,7 +1083,7 @@ TEST_CASE("exceptions: Future<T> with a T that counts itself: nothing leaked or 
     g_counted.reset();
     {
         Reports reports;  // before the loop: its close may still report
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto a = aio::create_future<Counted>(loop);
         auto b = aio::create_future<Counted>(loop);
@@ -1148,7 +1148,7 @@ TEST_CASE("exceptions: Task<T> whose move throws as the task takes its coroutine
         g_counted.reset();
         {
             Reports reports;  // before the loop: its close may still report
-            aio::EventLoop loop;
+            TEST_LOOP(loop);
             capture_reports(loop, &reports);
             auto f = aio::create_future(loop);
             auto t = aio::create_task(loop, returns_counted(f, 4));
@@ -1178,7 +1178,7 @@ TEST_CASE("exceptions: Coroutine<T> whose result's move throws at the parent's a
         g_counted.reset();
         {
             Reports reports;  // before the loop: its close may still report
-            aio::EventLoop loop;
+            TEST_LOOP(loop);
             capture_reports(loop, &reports);
             auto f = aio::create_future(loop);
             auto t = aio::create_task(loop, await_counted_child(f));
@@ -1246,7 +1246,7 @@ TEST_CASE("exceptions: Queue<T> with a T whose move throws in get: the getter fa
         g_counted.reset();
         {
             Reports reports;  // before the loop: its close may still report
-            aio::EventLoop loop;
+            TEST_LOOP(loop);
             capture_reports(loop, &reports);
             aio::Queue<Counted> q;
             auto g1 = aio::create_task(loop, get_counted(q));
@@ -1447,7 +1447,7 @@ TEST_CASE("exceptions: run_in_executor with a result whose move throws on its wa
           "[stage3]") {
     g_loop_thread = std::this_thread::get_id();
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     aio::ThreadPoolExecutor pool(1);
     SECTION("on the worker, moving it into the callback posted to the loop") {
@@ -1500,9 +1500,9 @@ Coroutine<int> take_lock(aio::Lock lock) {
 
 TEST_CASE("exceptions: an await that throws from await_suspend (another loop's future) is catchable; the task goes on",
           "[stage3]") {
-    aio::EventLoop other;
+    TEST_LOOP(other);
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto foreign = aio::create_future<int>(other);
     auto local = aio::create_future<int>(loop);
@@ -1518,7 +1518,7 @@ TEST_CASE("exceptions: an await that throws from await_suspend (another loop's f
 
 TEST_CASE("exceptions: a task throwing a non-std exception while it holds a Lock releases it to the next waiter",
           "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Reports reports;
     capture_reports(loop, &reports);
     aio::Lock lock;
@@ -1544,7 +1544,7 @@ Coroutine<> local_throws_when_freed(Ref<aio::Future<>> never) {
 void free_a_frame_whose_local_throws_at_close() {
     Reports reports;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto never = aio::create_future(loop);
         auto t = aio::create_task(loop, local_throws_when_freed(never));

@@ -313,7 +313,7 @@ TEST_CASE("run() closes the loop, which joins the default executor's workers", "
 
 TEST_CASE("closing a loop that was never run joins its default executor", "[stage3][threads]") {
     std::atomic<bool> finished{false};
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto call = aio::run_in_executor(loop, nullptr, [&finished] {
         std::this_thread::sleep_for(30ms);
         finished = true;
@@ -331,7 +331,7 @@ TEST_CASE("an executor of your own may outlive the loop: late results are droppe
         Gate release;
         std::atomic<bool> finished{false};
         {
-            auto loop = std::make_unique<aio::EventLoop>();
+            auto loop = aio::new_event_loop();
             auto call = aio::run_in_executor(*loop, &pool, [&] {
                 release.wait();
                 finished = true;
@@ -349,7 +349,7 @@ TEST_CASE("an executor of your own may outlive the loop: late results are droppe
         // that touched a closed or freed loop.
         std::atomic<int> ran{0};
         for (int round = 0; round < 200; ++round) {
-            auto loop = std::make_unique<aio::EventLoop>();
+            auto loop = aio::new_event_loop();
             for (int i = 0; i < 2; ++i) {
                 auto call = aio::run_in_executor(*loop, &pool, [&ran](int x) {
                     ++ran;

@@ -465,7 +465,7 @@ TEST_CASE("run(): inside a running loop raises RuntimeError", "[stage3]") {
 // ------------------------------------------------------------------------------- sleep
 
 TEST_CASE("sleep(0): two tasks alternating with sleep(0) interleave one step each", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto a = aio::create_task(loop, alternate("A", 3, &log));
     auto b = aio::create_task(loop, alternate("B", 3, &log));
@@ -475,7 +475,7 @@ TEST_CASE("sleep(0): two tasks alternating with sleep(0) interleave one step eac
 }
 
 TEST_CASE("sleep(0): yields exactly one pass", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int steps = 0;
     auto t = aio::create_task(loop, counted_yields(3, &steps));
     for (int pass = 1; pass <= 4; ++pass) {
@@ -495,7 +495,7 @@ TEST_CASE("sleep(0): yields exactly one pass", "[stage3]") {
 }
 
 TEST_CASE("sleep(d) waits at least d; sleep(d, result) returns result", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     double took = loop.run_until_complete(timed_sleep(0.02));
     REQUIRE(took >= 0.019);
     REQUIRE(took < 2.0);
@@ -506,7 +506,7 @@ TEST_CASE("sleep(d) waits at least d; sleep(d, result) returns result", "[stage3
 // ------------------------------------------------------------------------------ gather
 
 TEST_CASE("gather: results come in argument order, whatever order the children finish in", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto t0 = std::chrono::steady_clock::now();
     auto r = loop.run_until_complete(gather_reverse(&log));
@@ -516,7 +516,7 @@ TEST_CASE("gather: results come in argument order, whatever order the children f
 }
 
 TEST_CASE("gather: mixed result types; a void child gives None", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto r = loop.run_until_complete(gather_mixed(&log));
     REQUIRE(std::get<0>(r) == 1);
@@ -526,14 +526,14 @@ TEST_CASE("gather: mixed result types; a void child gives None", "[stage3]") {
 }
 
 TEST_CASE("gather: accepts futures and tasks as well as coroutines", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     loop.call_later(0.005, [f] { f->set_result(20); });
     REQUIRE(loop.run_until_complete(gather_futures_and_tasks(f)) == std::make_tuple(20, 10));
 }
 
 TEST_CASE("gather: over a vector gives a vector of results, in order", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto r = loop.run_until_complete(gather_vector(5, &log));
     REQUIRE(r == std::vector<int>{0, 1, 2, 3, 4});
@@ -546,7 +546,7 @@ TEST_CASE("gather: over a vector gives a vector of results, in order", "[stage3]
 }
 
 TEST_CASE("gather: with return_exceptions, exceptions come back in place of results", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto r = loop.run_until_complete(gather_return_exceptions(&log));
     REQUIRE(std::get<0>(std::get<0>(r)) == 1);
@@ -560,7 +560,7 @@ TEST_CASE("gather: with return_exceptions, exceptions come back in place of resu
 
 TEST_CASE("gather: with return_exceptions over a vector, a cancelled child gives CancelledError", "[stage3]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     Child c;
     auto cancelled = aio::create_task(loop, child(10.0, 0, &c));
@@ -576,7 +576,7 @@ TEST_CASE("gather: with return_exceptions over a vector, a cancelled child gives
 }
 
 TEST_CASE("gather: without return_exceptions the first exception propagates; the others keep running", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     GatherFailure g;
     auto gate = aio::create_future<int>(loop);
@@ -603,7 +603,7 @@ aio::Coroutine<std::string> gather_outcome(aio::Ref<aio::Task<int>> a, aio::Ref<
 }
 
 TEST_CASE("gather: a child cancelled on its own raises that child's CancelledError in the awaiter", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child a, b;
     auto ta = aio::create_task(loop, child(10.0, 1, &a));
     auto tb = aio::create_task(loop, child(0.001, 2, &b));
@@ -617,7 +617,7 @@ TEST_CASE("gather: a child cancelled on its own raises that child's CancelledErr
 }
 
 TEST_CASE("gather: cancelling the task that awaits a gather cancels its children", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child a, b;
     auto t = aio::create_task(loop, gather_two_children(&a, &b));
     SECTION("while the children run") {
@@ -647,7 +647,7 @@ TEST_CASE("gather: cancelling the task that awaits a gather cancels its children
 
 TEST_CASE("gather: the awaiting task cancelled while a child's done-callback is already scheduled", "[stage3]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto fa = aio::create_future<int>(loop);
     auto fb = aio::create_future<int>(loop);
@@ -679,7 +679,7 @@ TEST_CASE("gather: the awaiting task cancelled while a child's done-callback is 
 // frame, a GatheringFuture, an AsCompleted) is freed. That callback must then never run.
 TEST_CASE("combinators: a callback still queued when gather, wait or as_completed returns never runs",
           "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto fa = aio::create_future<int>(loop);
     auto fb = aio::create_future<int>(loop);
     auto a = aio::create_task(loop, await_future(fa), "a");
@@ -717,7 +717,7 @@ TEST_CASE("combinators: a callback still queued when gather, wait or as_complete
 // first failure), so it is not reported as "Task exception was never retrieved".
 TEST_CASE("gather: a second child's exception after the gather failed is not reported as lost", "[stage3]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto gate = aio::create_future<int>(loop);
     std::string caught = loop.run_until_complete(gather_two_failures(gate));
@@ -729,7 +729,7 @@ TEST_CASE("gather: a second child's exception after the gather failed is not rep
 // -------------------------------------------------------------------------------- wait
 
 TEST_CASE("wait: ALL_COMPLETED waits for every task", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Tasks ts{aio::create_task(loop, after(0.01, 1, nullptr)), aio::create_task(loop, fails_after(0.001, 2, nullptr)),
              aio::create_task(loop, immediate(3))};
     auto r = loop.run_until_complete(wait_on(ts, std::nullopt, aio::ALL_COMPLETED));
@@ -741,7 +741,7 @@ TEST_CASE("wait: ALL_COMPLETED waits for every task", "[stage3]") {
 }
 
 TEST_CASE("wait: FIRST_COMPLETED returns when one is done; the others keep running", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child slow;
     auto gate = aio::create_future<int>(loop);
     auto fast = aio::create_task(loop, after(0.001, 1, nullptr));
@@ -758,7 +758,7 @@ TEST_CASE("wait: FIRST_COMPLETED returns when one is done; the others keep runni
 }
 
 TEST_CASE("wait: FIRST_EXCEPTION returns at the first failure, or when all are done", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("a failure") {
         auto ok = aio::create_task(loop, after(0.001, 1, nullptr));
         auto bad = aio::create_task(loop, fails_after(0.005, 2, nullptr));
@@ -785,7 +785,7 @@ TEST_CASE("wait: FIRST_EXCEPTION returns at the first failure, or when all are d
 }
 
 TEST_CASE("wait: a timeout returns what is done and what is pending, and cancels nothing", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child slow;
     auto fast = aio::create_task(loop, after(0.001, 1, nullptr));
     auto slow_task = aio::create_task(loop, child(10.0, 2, &slow));
@@ -805,7 +805,7 @@ TEST_CASE("wait: a timeout returns what is done and what is pending, and cancels
 }
 
 TEST_CASE("wait: an empty set is an error", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(wait_empty()) == "invalid_argument");
 }
 
@@ -814,7 +814,7 @@ TEST_CASE("wait: an empty set is an error", "[stage3]") {
 // ALL_COMPLETED is still reported when it is freed.
 TEST_CASE("wait: ALL_COMPLETED does not count as retrieving a task's exception", "[stage3]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     {
         Tasks ts{aio::create_task(loop, fails_now(13), "waited-on")};
@@ -828,7 +828,7 @@ TEST_CASE("wait: ALL_COMPLETED does not count as retrieving a task's exception",
 // ---------------------------------------------------------------------------- wait_for
 
 TEST_CASE("wait_for: returns the result when it comes in time", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(wait_for_int(after(0.001, 8, nullptr), 5.0)) == 8);
     REQUIRE(loop.run_until_complete(wait_for_outcome(fails_after(0.001, 9, nullptr), 5.0)) == "Marked: marked 9");
     REQUIRE(loop.timer_count() <= 1);  // the timeout's timer was cancelled...
@@ -837,7 +837,7 @@ TEST_CASE("wait_for: returns the result when it comes in time", "[stage3]") {
 }
 
 TEST_CASE("wait_for: on timeout, cancels the inner awaitable, waits for its cleanup, raises TimeoutError", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child c;
     auto inner = aio::create_task(loop, child(10.0, 1, &c));
     auto t0 = std::chrono::steady_clock::now();
@@ -855,7 +855,7 @@ TEST_CASE("wait_for: on timeout, cancels the inner awaitable, waits for its clea
 }
 
 TEST_CASE("wait_for: a coroutine that times out is cancelled too", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child c;
     std::string r = loop.run_until_complete(wait_for_outcome(child(10.0, 1, &c), 0.01));
     REQUIRE_THAT(r, Catch::StartsWith("TimeoutError"));
@@ -864,7 +864,7 @@ TEST_CASE("wait_for: a coroutine that times out is cancelled too", "[stage3]") {
 }
 
 TEST_CASE("wait_for: cancelling the task that waits cancels the inner awaitable too", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child c;
     auto inner = aio::create_task(loop, child(10.0, 1, &c));
     auto outer = aio::create_task(loop, wait_for_task(inner, 10.0));
@@ -894,7 +894,7 @@ aio::Coroutine<int> shrugs_off_cancel(int v, bool fail) {
 }
 
 TEST_CASE("wait_for: an awaitable that catches the cancellation and finishes gives its own outcome", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     // asyncio returns fut.result() after cancelling: the value, or the other error.
     REQUIRE(loop.run_until_complete(wait_for_outcome(shrugs_off_cancel(42, false), 0.01)) == "value 42");
     REQUIRE(loop.run_until_complete(wait_for_outcome(shrugs_off_cancel(7, true), 0.01)) == "Marked: marked 7");
@@ -910,7 +910,7 @@ aio::Coroutine<std::string> cancel_message_of_wait_for(aio::Ref<aio::Task<int>> 
 }
 
 TEST_CASE("wait_for: when the waiting task is cancelled, its own CancelledError (and message) comes out", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Child c;
     auto inner = aio::create_task(loop, child(10.0, 1, &c));
     auto outer = aio::create_task(loop, cancel_message_of_wait_for(inner));
@@ -926,7 +926,7 @@ TEST_CASE("wait_for: when the waiting task is cancelled, its own CancelledError 
 // ------------------------------------------------------------------------ as_completed
 
 TEST_CASE("as_completed: gives the results in the order the tasks finish", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Tasks ts{aio::create_task(loop, after(0.03, 1, nullptr)), aio::create_task(loop, fails_after(0.02, 2, nullptr)),
              aio::create_task(loop, after(0.01, 3, nullptr)), aio::create_task(loop, immediate(4))};
     auto r = loop.run_until_complete(collect_as_completed(ts));
@@ -934,7 +934,7 @@ TEST_CASE("as_completed: gives the results in the order the tasks finish", "[sta
 }
 
 TEST_CASE("as_completed: results that arrived before they are asked for keep their completion order", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<aio::Ref<aio::Future<int>>> fs;
     Tasks ts;
     for (int i = 0; i < 3; ++i) {

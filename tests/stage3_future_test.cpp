@@ -71,7 +71,7 @@ aio::Coroutine<std::string> await_foreign(aio::Ref<aio::Future<int>> fut) {
 }  // namespace
 
 TEST_CASE("Future: a new future is pending; set_result makes it done with that value", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     REQUIRE_FALSE(f->done());
     REQUIRE_FALSE(f->cancelled());
@@ -88,7 +88,7 @@ TEST_CASE("Future: a new future is pending; set_result makes it done with that v
 }
 
 TEST_CASE("Future: set_exception makes result() rethrow it and exception() return it", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     f->set_exception(std::make_exception_ptr(Marked(3)));
     REQUIRE(f->done());
@@ -109,7 +109,7 @@ TEST_CASE("Future: set_exception makes result() rethrow it and exception() retur
 }
 
 TEST_CASE("Future: cancel(msg) makes it done and cancelled; result() raises CancelledError(msg)", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     REQUIRE(f->cancel("no longer needed"));
     REQUIRE(f->done());
@@ -135,7 +135,7 @@ TEST_CASE("Future: cancel(msg) makes it done and cancelled; result() raises Canc
 }
 
 TEST_CASE("Future: it completes exactly once; a second completion raises InvalidStateError", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("set_result twice") {
         auto f = aio::create_future<int>(loop);
         f->set_result(1);
@@ -184,7 +184,7 @@ TEST_CASE("Future: it completes exactly once; a second completion raises Invalid
 }
 
 TEST_CASE("Future: done-callbacks run on a later pass, never inside set_result, in registration order", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     Log log;
     aio::FutureBase* seen = nullptr;
@@ -207,7 +207,7 @@ TEST_CASE("Future: done-callbacks run on a later pass, never inside set_result, 
 }
 
 TEST_CASE("Future: done-callbacks are scheduled by set_exception and cancel too", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     auto g = aio::create_future<int>(loop);
@@ -221,7 +221,7 @@ TEST_CASE("Future: done-callbacks are scheduled by set_exception and cancel too"
 }
 
 TEST_CASE("Future: a callback that completes another future makes that one's callbacks wait a pass", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto a = aio::create_future<int>(loop);
     auto b = aio::create_future<int>(loop);
@@ -239,7 +239,7 @@ TEST_CASE("Future: a callback that completes another future makes that one's cal
 }
 
 TEST_CASE("Future: a callback added to a future that is already done runs on the next pass", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     f->set_result(3);
     int got = 0;
@@ -251,7 +251,7 @@ TEST_CASE("Future: a callback added to a future that is already done runs on the
 }
 
 TEST_CASE("Future: remove_done_callback forgets a callback that has not been scheduled", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     Log log;
     auto h1 = f->add_done_callback([&] { log.push_back("1"); });
@@ -271,7 +271,7 @@ TEST_CASE("Future: remove_done_callback forgets a callback that has not been sch
 }
 
 TEST_CASE("Future: the future stays alive until its scheduled callbacks have run", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int got = 0;
     {
         auto f = aio::create_future<int>(loop);
@@ -284,7 +284,7 @@ TEST_CASE("Future: the future stays alive until its scheduled callbacks have run
 
 TEST_CASE("Future: an exception from a done-callback goes to the exception handler; the others still run", "[stage3]") {
     std::vector<std::string> reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.set_exception_handler([&](aio::EventLoop&, const aio::ExceptionContext& c) {
         reports.push_back(c.message + " / " + what_of(c.exception));
     });
@@ -300,7 +300,7 @@ TEST_CASE("Future: an exception from a done-callback goes to the exception handl
 }
 
 TEST_CASE("Future: a move-only value is moved out by result()", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<std::unique_ptr<int>>(loop);
     f->set_result(std::make_unique<int>(5));
     std::unique_ptr<int> p = f->result();
@@ -309,7 +309,7 @@ TEST_CASE("Future: a move-only value is moved out by result()", "[stage3]") {
 }
 
 TEST_CASE("Future<void>: set_result() without a value; result() returns or raises", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future(loop);
     STATIC_REQUIRE(std::is_same_v<decltype(f), aio::Ref<aio::Future<void>>>);
     REQUIRE_THROWS_AS(f->result(), aio::InvalidStateError);
@@ -329,7 +329,7 @@ TEST_CASE("Future<void>: set_result() without a value; result() returns or raise
 }
 
 TEST_CASE("Future: co_await fut suspends the task until a callback sets the result", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     auto t = aio::create_task(loop, await_int(f, &log, "task"));
@@ -354,7 +354,7 @@ TEST_CASE("Future: co_await fut suspends the task until a callback sets the resu
 }
 
 TEST_CASE("Future: co_await fut resumes after set_result from another task, on a later pass", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     auto waiter = aio::create_task(loop, await_int(f, &log, "waiter"));
@@ -366,7 +366,7 @@ TEST_CASE("Future: co_await fut resumes after set_result from another task, on a
 }
 
 TEST_CASE("Future: several tasks waiting on one future all resume, in the order they waited", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     auto a = aio::create_task(loop, await_int(f, &log, "a"));
@@ -379,7 +379,7 @@ TEST_CASE("Future: several tasks waiting on one future all resume, in the order 
 }
 
 TEST_CASE("Future: co_await on a future that is already done does not suspend", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     f->set_result(4);
@@ -392,7 +392,7 @@ TEST_CASE("Future: co_await on a future that is already done does not suspend", 
 }
 
 TEST_CASE("Future: co_await fut rethrows the future's exception; a cancelled future raises CancelledError", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("exception") {
         auto f = aio::create_future<int>(loop);
         auto t = aio::create_task(loop, await_failing(f));
@@ -420,7 +420,7 @@ TEST_CASE("Future: co_await fut rethrows the future's exception; a cancelled fut
 }
 
 TEST_CASE("Future<void>: co_await suspends until set_result()", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future(loop);
     auto t = aio::create_task(loop, await_void(f, &log));
@@ -432,8 +432,8 @@ TEST_CASE("Future<void>: co_await suspends until set_result()", "[stage3]") {
 }
 
 TEST_CASE("Future: awaiting a future of another loop raises RuntimeError in the task", "[stage3]") {
-    aio::EventLoop loop;
-    aio::EventLoop other;
+    TEST_LOOP(loop);
+    TEST_LOOP(other);
     auto f = aio::create_future<int>(other);
     std::string r = loop.run_until_complete(await_foreign(f));
     REQUIRE_THAT(r, Catch::StartsWith("RuntimeError: ") && Catch::Contains("another event loop"));

@@ -19,6 +19,7 @@
 #include "stage3_tasks_futures/locks.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
+#include "tests/loop_test_support.hpp"
 #include "tests/stage3_test_support.hpp"
 
 namespace {
@@ -396,7 +397,7 @@ TEST_CASE("Lock: a lock may go out of scope while a task waits on it", "[stage3]
 TEST_CASE("Lock: a task freed with its loop while it waits gives up its place in the line", "[stage3]") {
     aio::Lock lock;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.set_exception_handler([](aio::EventLoop&, const aio::ExceptionContext&) {});  // "destroyed but pending"
         loop.run_until_complete(take_lock(lock));
         auto waiter = loop.create_task(take_lock(lock));

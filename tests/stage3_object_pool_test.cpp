@@ -75,7 +75,7 @@ TEST_CASE("pool: past its first small chunks (on 2 MiB huge-page chunks), every 
 }
 
 TEST_CASE("pool: a task is two blocks, its Task and its coroutine's frame; waking it asks for none", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     const long before = all_requests();
     const long tasks_before = pool::requests(sizeof(aio::Task<void>));
     auto t = aio::create_task(loop, empty());

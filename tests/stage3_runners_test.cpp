@@ -105,6 +105,10 @@ aio::Coroutine<int> interrupted_main(Log* log, bool swallow) {
 
 std::unique_ptr<aio::EventLoop> make_plain_loop() { return std::make_unique<aio::EventLoop>(); }
 
+// A factory for set_event_loop_factory (a plain function), logging to one Log.
+Log signal_loops_log;
+std::unique_ptr<aio::EventLoop> make_signal_loop() { return SignalLoopFactory{&signal_loops_log}(); }
+
 }  // namespace
 
 TEST_CASE("run(main, loop_factory) runs main on the factory's loop, then closes and destroys it", "[stage3]") {
@@ -112,7 +116,19 @@ TEST_CASE("run(main, loop_factory) runs main on the factory's loop, then closes 
     SigintDisposition sigint(SIG_IGN);  // (so no signal handler is involved here)
     REQUIRE(aio::run(on_signal_loop(), SignalLoopFactory{&log}));
     REQUIRE(log == Log{"made", "destroyed, closed"});
-    REQUIRE_FALSE(aio::run(on_signal_loop()));  // without a factory: stage 2's EventLoop
+}
+
+TEST_CASE("run(main) without a factory runs main on new_event_loop()'s loop, then closes and destroys it",
+          "[stage3]") {
+    SigintDisposition sigint(SIG_IGN);
+    signal_loops_log.clear();
+    {
+        ScopedLoopFactory signal_loops(make_signal_loop);
+        REQUIRE(aio::run(on_signal_loop()));
+        REQUIRE(signal_loops_log == Log{"made", "destroyed, closed"});
+    }
+    REQUIRE_FALSE(aio::run(on_signal_loop()));  // the factory this binary chose is back
+    REQUIRE(signal_loops_log.size() == 2);
 }
 
 TEST_CASE("run(main, loop_factory): a function as the factory is a factory, not the debug flag", "[stage3]") {

@@ -52,7 +52,7 @@ Coroutine<std::string> shielded_outcome(Aw aw, double timeout) {
 
 TEST_CASE("shield: under wait_for, the time-out raises TimeoutError and the shielded task runs on to its end",
           "[stage3][shield]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto inner = aio::create_task(loop, value_after(0.05, 7, &log));
     REQUIRE(loop.run_until_complete(shielded_outcome(inner, 0.01)) == "TimeoutError");
@@ -62,7 +62,7 @@ TEST_CASE("shield: under wait_for, the time-out raises TimeoutError and the shie
 }
 
 TEST_CASE("shield: a coroutine becomes a task that is not cancelled with its awaiter", "[stage3][shield]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     REQUIRE(loop.run_until_complete(shielded_outcome(value_after(0.03, 8, &log), 0.01)) == "TimeoutError");
     REQUIRE(log.empty());
@@ -78,7 +78,7 @@ Coroutine<int> await_shielded(Ref<aio::Task<int>> inner) {
 }  // namespace
 
 TEST_CASE("shield: cancelling the awaiting task cancels it, and only it", "[stage3][shield]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto inner = aio::create_task(loop, value_after(0.02, 9, &log));
     auto outer = aio::create_task(loop, await_shielded(inner));
@@ -93,7 +93,7 @@ TEST_CASE("shield: cancelling the awaiting task cancels it, and only it", "[stag
 }
 
 TEST_CASE("shield: passes on the inner outcome when nobody cancels", "[stage3][shield]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     SECTION("a value") { REQUIRE(loop.run_until_complete(shielded_outcome(value_after(0.0, 1, &log), 5.0)) == "value 1"); }
     SECTION("an error") { REQUIRE(loop.run_until_complete(shielded_outcome(fails_after(0.0, 2), 5.0)) == "marked 2"); }
@@ -114,7 +114,7 @@ TEST_CASE("shield: passes on the inner outcome when nobody cancels", "[stage3][s
 TEST_CASE("shield: the inner task's failure after its awaiter gave up is reported as never retrieved, once",
           "[stage3][shield]") {
     Reports reports;  // before the loop: its close may still report
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     {
         auto inner = aio::create_task(loop, fails_after(0.03, 4));

@@ -353,7 +353,7 @@ aio::Coroutine<int> second_run_main(int* steps) {
 // ------------------------------------------------------------------ coroutines and tasks
 
 TEST_CASE("Task: awaiting a coroutine runs it inside the same task", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Identity id;
     auto t = aio::create_task(loop, outer_awaits_children(&id));
     loop.run_until_complete(t);
@@ -366,12 +366,12 @@ TEST_CASE("Task: awaiting a coroutine runs it inside the same task", "[stage3]")
 }
 
 TEST_CASE("Task: a chain of nested coroutines suspends and resumes as one task", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(deep(200)) == 200);
 }
 
 TEST_CASE("Task: a coroutine can be awaited only once", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE_THAT(loop.run_until_complete(await_twice()), Catch::Contains("already been awaited"));
     aio::Coroutine<int> c = immediate(1);
     auto t = aio::create_task(loop, std::move(c));
@@ -381,7 +381,7 @@ TEST_CASE("Task: a coroutine can be awaited only once", "[stage3]") {
 }
 
 TEST_CASE("Task: create_task schedules the first step on a later pass", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     bool ran = false;
     auto t = aio::create_task(loop, set_flag(&ran));
     REQUIRE_FALSE(ran);  // not inside create_task
@@ -393,7 +393,7 @@ TEST_CASE("Task: create_task schedules the first step on a later pass", "[stage3
 }
 
 TEST_CASE("Task: a task that finished before it is awaited gives its result at once", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Article3 a;
     loop.run_until_complete(article3_main(&a));
     REQUIRE(a.done_before_await);
@@ -403,7 +403,7 @@ TEST_CASE("Task: a task that finished before it is awaited gives its result at o
 }
 
 TEST_CASE("Task: 1,000,000 awaits of coroutines that finish at once do not grow the stack", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t0 = std::chrono::steady_clock::now();
     REQUIRE(loop.run_until_complete(million_coroutine_awaits()) == 500'000);
     INFO("took " << seconds_since(t0) << " s");
@@ -411,7 +411,7 @@ TEST_CASE("Task: 1,000,000 awaits of coroutines that finish at once do not grow 
 }
 
 TEST_CASE("Task: 1,000,000 awaits of a future that is already done do not grow the stack", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     f->set_result(1);
     SECTION("a Future") {
@@ -425,7 +425,7 @@ TEST_CASE("Task: 1,000,000 awaits of a future that is already done do not grow t
 }
 
 TEST_CASE("Task: default names are Task-N; set_name and create_task(coro, name) choose another", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto a = aio::create_task(loop, immediate(1));
     auto b = aio::create_task(loop, immediate(2));
     REQUIRE_THAT(a->get_name(), Catch::StartsWith("Task-"));
@@ -447,7 +447,7 @@ TEST_CASE("Task: default names are Task-N; set_name and create_task(coro, name) 
 }
 
 TEST_CASE("Task: current_task() is the running task inside, null outside", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE_FALSE(aio::current_task());
     auto t = aio::create_task(loop, current_inside());
     auto u = aio::create_task(loop, current_after_yield());
@@ -460,7 +460,7 @@ TEST_CASE("Task: current_task() is the running task inside, null outside", "[sta
 }
 
 TEST_CASE("Task: all_tasks() lists the unfinished tasks, started or not", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     AllTasks a;
     loop.run_until_complete(all_tasks_main(&a));
     REQUIRE(a.at_start == std::set<std::string>{"main", "fast", "slow", "unstarted"});
@@ -471,7 +471,7 @@ TEST_CASE("Task: all_tasks() lists the unfinished tasks, started or not", "[stag
 }
 
 TEST_CASE("Task: awaiting a task returns its result or rethrows its exception", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("result") {
         auto t = aio::create_task(loop, sleep_then(0.001, 8, nullptr));
         REQUIRE(loop.run_until_complete(await_task_outcome(t)) == "value 8");
@@ -490,7 +490,7 @@ TEST_CASE("Task: awaiting a task returns its result or rethrows its exception", 
 }
 
 TEST_CASE("Task: a task awaiting itself raises RuntimeError", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     aio::Ref<aio::Task<std::string>> self;
     self = aio::create_task(loop, await_self(&self));
     std::string r = loop.run_until_complete(self);
@@ -498,7 +498,7 @@ TEST_CASE("Task: a task awaiting itself raises RuntimeError", "[stage3]") {
 }
 
 TEST_CASE("Task: a coroutine suspended by a foreign awaitable fails its task with RuntimeError", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t = aio::create_task(loop, await_foreign_awaitable());
     one_pass(loop);
     REQUIRE(t->done());
@@ -506,7 +506,7 @@ TEST_CASE("Task: a coroutine suspended by a foreign awaitable fails its task wit
 }
 
 TEST_CASE("Task: the await-chain dump names the coroutines a task is suspended in", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t = aio::create_task(loop, deep(2), "deep");
     one_pass(loop);
     auto stack = t->get_stack();
@@ -521,7 +521,7 @@ TEST_CASE("Task: the await-chain dump names the coroutines a task is suspended i
 // -------------------------------------------------------------------------- cancellation
 
 TEST_CASE("Task: cancelling at a sleep raises CancelledError there; the task ends cancelled", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState s;
     auto t = aio::create_task(loop, sleeper(10.0, &s));
     one_pass(loop);
@@ -545,7 +545,7 @@ TEST_CASE("Task: cancelling at a sleep raises CancelledError there; the task end
 }
 
 TEST_CASE("Task: cancelling at a future cancels that future; the task ends cancelled", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState s;
     auto f = aio::create_future<int>(loop);
     auto t = aio::create_task(loop, future_waiter(f, &s));
@@ -558,7 +558,7 @@ TEST_CASE("Task: cancelling at a future cancels that future; the task ends cance
 }
 
 TEST_CASE("Task: cancelling at sleep(0) raises CancelledError there", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState s;
     auto t = aio::create_task(loop, yielder(&s));
     one_pass(loop);  // it yielded: it sits in the ready queue, waiting on no future
@@ -569,7 +569,7 @@ TEST_CASE("Task: cancelling at sleep(0) raises CancelledError there", "[stage3]"
 }
 
 TEST_CASE("Task: cancelling a task that awaits another task cancels both", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState inner_state, outer_state;
     auto inner = aio::create_task(loop, sleeper(10.0, &inner_state));
     auto outer = aio::create_task(loop, task_waiter(inner, &outer_state));
@@ -583,7 +583,7 @@ TEST_CASE("Task: cancelling a task that awaits another task cancels both", "[sta
 }
 
 TEST_CASE("Task: cancelled before its first step, the body never runs", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState s;
     auto t = aio::create_task(loop, sleeper(0.001, &s));
     REQUIRE(t->cancel("early"));
@@ -596,7 +596,7 @@ TEST_CASE("Task: cancelled before its first step, the body never runs", "[stage3
 }
 
 TEST_CASE("Task: a double cancel delivers one CancelledError", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState s;
     auto t = aio::create_task(loop, swallower(10.0, &s));
     one_pass(loop);
@@ -609,7 +609,7 @@ TEST_CASE("Task: a double cancel delivers one CancelledError", "[stage3]") {
 }
 
 TEST_CASE("Task: a CancelledError swallowed by the coroutine leaves the task with its result", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState s;
     auto t = aio::create_task(loop, swallower(10.0, &s));
     one_pass(loop);
@@ -622,7 +622,7 @@ TEST_CASE("Task: a CancelledError swallowed by the coroutine leaves the task wit
 }
 
 TEST_CASE("Task: a coroutine that cleans up with an await and re-raises ends cancelled, after its cleanup", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     CancelState s;
     auto t = aio::create_task(loop, cleans_up(10.0, &s));
     one_pass(loop);
@@ -638,7 +638,7 @@ TEST_CASE("Task: a coroutine that cleans up with an await and re-raises ends can
 }
 
 TEST_CASE("Task: cancelling a finished task returns false and changes nothing", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto ok = aio::create_task(loop, immediate(1));
     auto bad = aio::create_task(loop, fails_now(2));
     CancelState s;
@@ -657,7 +657,7 @@ TEST_CASE("Task: cancelling a finished task returns false and changes nothing", 
 }
 
 TEST_CASE("Task: waking a finished task is harmless", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t = aio::create_task(loop, immediate(7));
     one_pass(loop);
     REQUIRE(t->done());
@@ -682,7 +682,7 @@ TEST_CASE("Task: waking a finished task is harmless", "[stage3]") {
 // true, so, as in asyncio (Task.__step: "Task is cancelled right before coro stops"), the task
 // ends cancelled rather than with its result.
 TEST_CASE("Task: a task cancelled during its last step ends cancelled, as in asyncio", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t = aio::create_task(loop, cancels_itself_then_returns());
     one_pass(loop);
     REQUIRE(t->done());
@@ -693,7 +693,7 @@ TEST_CASE("Task: a task cancelled during its last step ends cancelled, as in asy
 
 TEST_CASE("Task: an exception never retrieved is reported through the exception handler when the task is freed", "[stage3]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     SECTION("nobody holds the task: reported as soon as it finishes") {
         (void)aio::create_task(loop, fails_now(21), "doomed");
@@ -716,7 +716,7 @@ TEST_CASE("Task: an exception never retrieved is reported through the exception 
 
 TEST_CASE("Task: the default handler logs the never-retrieved report with the task's name and the message", "[stage3]") {
     std::vector<std::string> logged;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.set_logger([&](std::string_view s) { logged.emplace_back(s); });
     (void)aio::create_task(loop, fails_now(23), "lost-one");
     one_pass(loop);
@@ -727,7 +727,7 @@ TEST_CASE("Task: the default handler logs the never-retrieved report with the ta
 
 TEST_CASE("Task: a retrieved exception, or a cancellation, is not reported", "[stage3]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     SECTION("awaited") {
         auto t = aio::create_task(loop, fails_now(1));
@@ -764,7 +764,7 @@ TEST_CASE("Task: a task still pending when its loop closes is reported and freed
     Reports reports;
     aio::Ref<aio::Task<int>> kept;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         kept = aio::create_task(loop, probe_sleeper(10.0, &live, &log), "sleepy");
         (void)aio::create_task(loop, probe_sleeper(10.0, &live, &log), "unreferenced");
@@ -801,7 +801,7 @@ TEST_CASE("Task: a future that outlives its loop forgets the task that was waiti
     aio::Ref<aio::Future<int>> f;
     aio::Ref<aio::Task<int>> waiter;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         f = aio::create_future<int>(loop);
         waiter = aio::create_task(loop, probe_future_waiter(f, &live));
@@ -821,7 +821,7 @@ TEST_CASE("Task: a future that outlives its loop forgets the task that was waiti
 // ---------------------------------------------------------------------------- lifetime
 
 TEST_CASE("Task: a cancelled task's timer never fires into a new task, wherever it is allocated", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int live = 0;
     Log log;
     auto old = aio::create_task(loop, probe_sleeper(0.05, &live, &log));
@@ -842,7 +842,8 @@ TEST_CASE("Task: a cancelled task's timer never fires into a new task, wherever 
 }
 
 TEST_CASE("Task: a task destroyed with its loop leaves nothing that fires into a new loop at the same address", "[stage3]") {
-    // Two loops, one after the other, in the same storage: address reuse is certain.
+    // Two loops, one after the other, in the same storage: address reuse is certain. (So
+    // they are stage 2's EventLoop in every binary: placement new needs the class.)
     alignas(aio::EventLoop) static unsigned char storage[sizeof(aio::EventLoop)];
     int live = 0;
     Log log;
@@ -928,7 +929,7 @@ aio::Coroutine<> quick_step() { co_return; }
 
 TEST_CASE("debug mode: a task step slower than slow_callback_duration is reported with the task's name",
           "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::vector<std::string> logged;
     loop.set_logger([&](std::string_view m) { logged.emplace_back(m); });
     loop.set_debug(true);

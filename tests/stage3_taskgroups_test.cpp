@@ -52,7 +52,7 @@ std::vector<std::string> whats(const aio::ExceptionGroup& g) {
 }  // namespace
 
 TEST_CASE("TaskGroup: leaving the block waits for every task; the body's value comes out", "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     std::vector<Ref<aio::Task<int>>> ts;
     auto body = [&](aio::TaskGroup& tg) -> Coroutine<int> {
@@ -102,7 +102,7 @@ Coroutine<std::string> group_of(std::vector<Spec> specs, double body_delay, Log*
 
 TEST_CASE("TaskGroup: one task fails: the others and the body are cancelled, the failure comes out in a group",
           "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Reports reports;
     capture_reports(loop, &reports);
     Log log;
@@ -152,7 +152,7 @@ Coroutine<std::string> two_fail_together(Ref<aio::Future<>> go, Log* log) {
 }  // namespace
 
 TEST_CASE("TaskGroup: two tasks fail in the same pass: both come out, in the order they failed", "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto go = aio::create_future(loop);
     REQUIRE(loop.run_until_complete(two_fail_together(go, &log)) ==
@@ -188,7 +188,7 @@ Coroutine<aio::ExceptionGroup> body_fails(Log* log) {
 
 TEST_CASE("TaskGroup: the body fails: the tasks are cancelled, and every failure, the body's last, is in the group",
           "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     aio::ExceptionGroup g = loop.run_until_complete(body_fails(&log));
     REQUIRE(g.message() == "unhandled errors in a TaskGroup");
@@ -214,7 +214,7 @@ Coroutine<std::string> group_cancelled_from_outside(double body_delay, Log* log)
 
 TEST_CASE("TaskGroup: the parent cancelled from outside: the tasks are cancelled, CancelledError passes through",
           "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     Ref<aio::Task<std::string>> t;
     SECTION("while the body runs") {
@@ -263,7 +263,7 @@ Coroutine<std::string> failure_then_outside_cancel(Log* log, Ref<aio::Future<>> 
 TEST_CASE("TaskGroup: tasks that fail while the parent is cancelled from outside: the failures come out, then the "
           "cancellation at the next await",
           "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto go = aio::create_future(loop);
     auto t = aio::create_task(loop, failure_then_outside_cancel(&log, go));
@@ -288,7 +288,7 @@ Coroutine<int> adds_one(aio::TaskGroup* tg, Log* log) {
 }  // namespace
 
 TEST_CASE("TaskGroup: a task added from inside a child, while the group waits, is waited for too", "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto body = [&](aio::TaskGroup& tg) -> Coroutine<> {
         tg.create_task(adds_one(&tg, &log));
@@ -325,7 +325,7 @@ Coroutine<std::string> create_while_shutting_down(Log* log, bool* started) {
 
 TEST_CASE("TaskGroup: creating a task in a group that is shutting down is a RuntimeError; the coroutine never runs",
           "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     bool started = true;
     REQUIRE_THAT(loop.run_until_complete(create_while_shutting_down(&log, &started)),
@@ -343,7 +343,7 @@ Coroutine<int> int_thrower(double delay) {
 }  // namespace
 
 TEST_CASE("TaskGroup: a failure that is not a std::exception is kept as it is", "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto body = [&](aio::TaskGroup& tg) -> Coroutine<> {
         tg.create_task(int_thrower(0.0));
         co_return;
@@ -359,7 +359,7 @@ TEST_CASE("TaskGroup: a failure that is not a std::exception is kept as it is", 
 }
 
 TEST_CASE("TaskGroup: a timeout around a group cancels its tasks and raises TimeoutError", "[stage3][taskgroup]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto body = [&](aio::TaskGroup& tg) -> Coroutine<> {
         tg.create_task(child(10.0, 1, false, &log));
@@ -394,7 +394,7 @@ TEST_CASE("TaskGroup: a loop closed while a group waits inside a timeout frees t
     };
     Ref<aio::Task<>> t;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         t = aio::create_task(loop, aio::timeout(10.0, aio::task_group(body)));
         one_pass(loop);

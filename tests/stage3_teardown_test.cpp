@@ -65,7 +65,10 @@ struct Probe {
     int* live;
 };
 
-// Storage for loops made one after another at the same address.
+// Storage for loops made one after another at the same address. Placement new needs the
+// class, so these loops are stage 2's EventLoop in every binary, also in the runs on the
+// selector loop (tests/loop_test_support.hpp): what they pin is stage 3's bookkeeping,
+// keyed by the loop's address, which the loop's class does not change.
 class LoopSlot {
 public:
     LoopSlot() = default;
@@ -263,7 +266,7 @@ TEST_CASE("teardown: a Queue getter woken for an item, then freed with its loop,
     Log log;
     Reports reports;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto getter = aio::create_task(loop, get_then_yield(q, &log));
         auto other = aio::create_task(loop, get_then_yield(q, &log));
@@ -303,7 +306,7 @@ TEST_CASE("teardown: a Lock released by a holder freed at close, to a waiter fre
     Log log;
     Reports reports;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto until = aio::create_future(loop);
         auto waiter = aio::create_task(loop, yield_then_acquire_lock(lock, &live, &log), "older waiter");
@@ -333,7 +336,7 @@ TEST_CASE("teardown: a Semaphore unit handed to a waiter that is then freed with
     Log log;
     Reports reports;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto until = aio::create_future(loop);
         SECTION("released by hand: the waiter is woken, then the loop closes before it runs") {
@@ -483,7 +486,7 @@ TEST_CASE("teardown: a task's Ref kept past its loop answers every question, wha
     Reports reports;
     Ref<aio::Task<int>> suspended, unstarted, finished, failed, cancelled;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto f = aio::create_future<int>(loop);
         auto go = aio::create_future(loop);
@@ -546,7 +549,7 @@ TEST_CASE("teardown: a task's Ref kept past its loop answers every question, wha
 
 namespace {
 void get_loop_after_close() {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.set_exception_handler([](aio::EventLoop&, const aio::ExceptionContext&) {});
     auto pending = aio::create_task(loop, await_void(aio::create_future(loop)));
     auto finished = aio::create_task(loop, returns_now(1));
@@ -566,7 +569,7 @@ TEST_CASE("teardown: get_loop() of a task whose loop closed is still that loop",
 
 namespace {
 void add_done_callback_after_close() {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.set_exception_handler([](aio::EventLoop&, const aio::ExceptionContext&) {});
     auto pending = aio::create_task(loop, await_void(aio::create_future(loop)));
     auto finished = aio::create_task(loop, returns_now(1));
@@ -607,7 +610,7 @@ Coroutine<> holds_a_task(Ref<aio::Task<int>> t, Ref<aio::Future<>> until) {
 TEST_CASE("teardown: a failed task freed at close is reported through the loop's exception handler",
           "[stage3]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     auto go = aio::create_future(loop);
     auto failing = aio::create_task(loop, fails_later(go), "lost error");
@@ -893,7 +896,7 @@ TEST_CASE("teardown: a finished task's scheduled done-callbacks never run once t
     int ran = 0;
     Ref<aio::Task<int>> t;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         t = aio::create_task(loop, returns_now(9));
         t->add_done_callback([token, &ran] { ++ran; });
         t->add_done_callback([token, &ran](aio::FutureBase&) { ++ran; });
@@ -939,7 +942,7 @@ TEST_CASE("teardown: a pending task whose done-callback holds the task itself is
     auto token = std::make_shared<int>(0);
     aio::TaskBase* raw = nullptr;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.set_exception_handler([](aio::EventLoop&, const aio::ExceptionContext&) {});
         auto t = aio::create_task(loop, await_int(aio::create_future<int>(loop), &live));
         raw = t.get();
@@ -1045,7 +1048,7 @@ int times_two(int x) {
 
 TEST_CASE("teardown: an executor of your own destroyed before the loop still delivers what it computed",
           "[stage3][threads]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Ref<aio::Future<int>> a, b;
     {
         aio::ThreadPoolExecutor pool(1);
@@ -1077,7 +1080,7 @@ TEST_CASE("teardown: a task suspended five coroutines deep frees the whole chain
     Log log;
     Ref<aio::TaskBase> t;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         loop.set_exception_handler([](aio::EventLoop&, const aio::ExceptionContext&) {});
         t = aio::create_task(loop, nested_get(4, q, &live, &log), "deep");
         one_pass(loop);
@@ -1190,7 +1193,7 @@ TEST_CASE("teardown: an as_completed object that outlives the loop of its tasks 
     Reports reports;
     std::optional<aio::AsCompleted<aio::Task<int>>> ac;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto f = aio::create_future<int>(loop);
         auto g = aio::create_future<int>(loop);

@@ -83,7 +83,7 @@ Coroutine<std::string> sleep_within(double delay, std::optional<double> limit) {
 // ============================================================== cancelling() and uncancel()
 
 TEST_CASE("cancelling(): each cancel() of a task that is not done counts; uncancel() takes one back", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     auto t = aio::create_task(loop, await_future(f));
     one_pass(loop);
@@ -104,7 +104,7 @@ TEST_CASE("cancelling(): each cancel() of a task that is not done counts; uncanc
 }
 
 TEST_CASE("uncancel(): back to zero before the request was delivered drops it (Python 3.13's rule)", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     auto t = aio::create_task(loop, await_future(f));
     one_pass(loop);
@@ -127,7 +127,7 @@ TEST_CASE("uncancel(): back to zero before the request was delivered drops it (P
 // =========================================================================== timeout scope
 
 TEST_CASE("timeout: a body that finishes in time gives its value; the timer is gone", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(sleep_within(0.001, 5.0)) == "done, cancelling 0");
     REQUIRE(loop.run_until_complete(aio::timeout(5.0, value_after(0.001, 4))) == 4);
     one_pass(loop);
@@ -135,7 +135,7 @@ TEST_CASE("timeout: a body that finishes in time gives its value; the timer is g
 }
 
 TEST_CASE("timeout: when the deadline passes, the body is cancelled and TimeoutError comes out", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t0 = std::chrono::steady_clock::now();
     REQUIRE(loop.run_until_complete(sleep_within(10.0, 0.02)) == "TimeoutError, cancelling 0");
     REQUIRE(seconds_since(t0) >= 0.019);
@@ -143,7 +143,7 @@ TEST_CASE("timeout: when the deadline passes, the body is cancelled and TimeoutE
 }
 
 TEST_CASE("timeout: nullopt is no deadline", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(sleep_within(0.02, std::nullopt)) == "done, cancelling 0");
 }
 
@@ -168,7 +168,7 @@ Coroutine<std::string> runs_in(Ref<aio::TaskBase>* where) {
 }  // namespace
 
 TEST_CASE("timeout: the body runs in the current task and sees CancelledError, not TimeoutError", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Ref<aio::TaskBase> inside;
     auto t = aio::create_task(loop, aio::timeout(1.0, runs_in(&inside)));
     run_until_done(loop, t);
@@ -181,7 +181,7 @@ TEST_CASE("timeout: the body runs in the current task and sees CancelledError, n
 }
 
 TEST_CASE("timeout: a deadline already past cancels at the first await that waits", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("a body that never waits finishes with its value") {
         REQUIRE(loop.run_until_complete(aio::timeout(0.0, immediate(3))) == 3);
         REQUIRE(loop.run_until_complete(aio::timeout_at(loop.time() - 1.0, immediate(4))) == 4);
@@ -203,7 +203,7 @@ TEST_CASE("timeout: outside a task is a RuntimeError; a NaN deadline is invalid_
         REQUIRE_THROWS_AS(std::rethrow_exception(h.promise().exception), aio::RuntimeError);
         h.destroy();
     }
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE_THROWS_AS(loop.run_until_complete(aio::timeout(std::numeric_limits<double>::quiet_NaN(), immediate(1))), std::invalid_argument);
 }
 
@@ -242,7 +242,7 @@ Coroutine<std::string> rescheduled(double first_limit, std::optional<double> the
 }  // namespace
 
 TEST_CASE("timeout: reschedule() moves the deadline later, earlier, into the past, or away", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t0 = std::chrono::steady_clock::now();
     SECTION("later: the body outlives the first deadline") {
         REQUIRE(loop.run_until_complete(rescheduled(0.01, 5.0, 0.05)) == "done, when() follows");
@@ -286,7 +286,7 @@ Coroutine<std::string> reschedule_after_expiry() {
 }  // namespace
 
 TEST_CASE("timeout: expired() tells, and reschedule() after expiry is a RuntimeError", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::string r = loop.run_until_complete(reschedule_after_expiry());
     REQUIRE_THAT(r, Catch::StartsWith("expired; reschedule: Timeout::reschedule(): this timeout has already expired"));
     REQUIRE_THAT(r, Catch::EndsWith("; TimeoutError"));
@@ -323,7 +323,7 @@ Coroutine<std::string> shrug_within(int v, bool fail) {
 }  // namespace
 
 TEST_CASE("timeout: a body that catches its cancellation decides the outcome; the request is taken back", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(shrug_within(5, false)) == "value 5, expired, cancelling 0");
     REQUIRE(loop.run_until_complete(shrug_within(6, true)) == "marked 6, cancelling 0");
 }
@@ -342,7 +342,7 @@ Coroutine<std::string> timeout_after_swallowed_cancel() {
 }  // namespace
 
 TEST_CASE("timeout: the count at entry is the baseline, so an old swallowed request does not hide expiry", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t = aio::create_task(loop, timeout_after_swallowed_cancel());
     one_pass(loop);
     t->cancel();
@@ -410,7 +410,7 @@ Coroutine<std::string> nested_same_deadline() {
 }  // namespace
 
 TEST_CASE("timeout: nested scopes each recognise only their own expiry", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     SECTION("the inner one expires: TimeoutError there, and the outer block goes on") {
         REQUIRE(loop.run_until_complete(nested(10.0, 0.01, 10.0, 0.001)) ==
                 "inner body cancelled; inner TimeoutError; outer body done; outer done, cancelling 0");
@@ -448,7 +448,7 @@ Coroutine<std::string> sleeps_in_timeout(double limit, std::string* log) {
 
 TEST_CASE("timeout: a cancel from outside while the scope is expiring wins, and is not turned into TimeoutError",
           "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::string log;
     // A deadline of 0: the timer is the first callback of the second pass.
     auto t = aio::create_task(loop, sleeps_in_timeout(0.0, &log));
@@ -465,7 +465,7 @@ TEST_CASE("timeout: a cancel from outside while the scope is expiring wins, and 
 }
 
 TEST_CASE("timeout: a cancel from outside before the deadline comes out as CancelledError", "[stage3][timeouts]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     std::string log;
     auto t = aio::create_task(loop, sleeps_in_timeout(10.0, &log));
     one_pass(loop);

@@ -76,7 +76,7 @@ Coroutine<std::string> wait_for_outcome(Aw aw, std::optional<double> timeout) {
 TEST_CASE("wait_for: the inner awaitable finished, then the task is cancelled before it runs again: the task ends "
           "cancelled and wait_for never returns",
           "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     bool returned = false;
     Ref<aio::TaskBase> t;
@@ -116,7 +116,7 @@ Coroutine<> wait_for_done_then_sleep(Ref<aio::Future<int>> done, Log* log) {
 
 TEST_CASE("wait_for: on a future already done it returns at once, and a cancel that follows is not lost",
           "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto f = aio::create_future<int>(loop);
     f->set_result(5);
     Log log;
@@ -141,7 +141,7 @@ Coroutine<std::string> create_then_wait_for(bool* started, double timeout, Ref<a
 
 TEST_CASE("wait_for: a timeout of 0 or less on a coroutine raises TimeoutError, and the coroutine never starts",
           "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     const double timeout = GENERATE(0.0, -1.0);
     bool started = false;
     REQUIRE(loop.run_until_complete(wait_for_outcome(flags_start(&started), timeout)) == "TimeoutError");
@@ -149,7 +149,7 @@ TEST_CASE("wait_for: a timeout of 0 or less on a coroutine raises TimeoutError, 
 }
 
 TEST_CASE("wait_for: a timeout of 0 or less on a future or task", "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     const double timeout = GENERATE(0.0, -1.0);
     SECTION("one already done gives its result") {
         auto f = aio::create_future<int>(loop);
@@ -197,7 +197,7 @@ Coroutine<> cancelled_then_wait_for(Aw aw, double timeout, Log* log) {
 }  // namespace
 
 TEST_CASE("wait_for: a cancellation requested before wait_for is entered is not lost", "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     Ref<aio::TaskBase> t;
     Log expected;
@@ -244,25 +244,25 @@ Coroutine<bool> wait_for_runs_here() {
 }  // namespace
 
 TEST_CASE("wait_for: a coroutine runs in the awaiting task, not in a new one (3.12)", "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(wait_for_runs_here()));
 }
 
 TEST_CASE("wait_for: a task that catches its cancellation on time-out and returns: its value is the result",
           "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t = aio::create_task(loop, shrugs_off(9));
     REQUIRE(loop.run_until_complete(wait_for_outcome(t, 0.01)) == "value 9");
     REQUIRE(loop.run_until_complete(wait_for_outcome(shrugs_off(10), 0.01)) == "value 10");
 }
 
 TEST_CASE("wait_for: nullopt waits without a limit", "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(wait_for_outcome(value_after(0.02, 6), std::nullopt)) == "value 6");
 }
 
 TEST_CASE("wait_for: the awaiting task's cancel count is back to 0 after a time-out", "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto t = aio::create_task(loop, wait_for_outcome(value_after(10.0, 1), 0.01));
     REQUIRE(loop.run_until_complete(t) == "TimeoutError");
     REQUIRE(t->cancelling() == 0);
@@ -288,7 +288,7 @@ Coroutine<std::string> drain_with_timeout(std::vector<Ref<aio::Task<int>>> ts, d
 
 TEST_CASE("as_completed: once the timeout passes, each next() still owed raises TimeoutError; nothing is cancelled",
           "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto a = aio::create_task(loop, value_after(0.001, 1));
     auto b = aio::create_task(loop, value_after(10.0, 2));
     auto c = aio::create_task(loop, value_after(10.0, 3));
@@ -302,7 +302,7 @@ TEST_CASE("as_completed: once the timeout passes, each next() still owed raises 
 
 TEST_CASE("as_completed: results that arrive in time all come, and the timer goes when the last one does",
           "[stage3][wait_for]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto a = aio::create_task(loop, value_after(0.002, 1));
     auto b = aio::create_task(loop, value_after(0.001, 2));
     REQUIRE(loop.run_until_complete(drain_with_timeout({a, b}, 10.0)) == "2 1 ");
