@@ -129,7 +129,7 @@ TEST_CASE("shield: the inner task's failure after its awaiter gave up is reporte
 
 TEST_CASE("shield: the inner task's failure read by someone else is not reported", "[stage3][shield]") {
     Reports reports;
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     capture_reports(loop, &reports);
     {
         auto inner = aio::create_task(loop, fails_after(0.03, 4));

@@ -100,7 +100,7 @@ TEST_CASE("cancel: a task cancelled in the pass its awaited task failed ends can
           "[stage3][structured]") {
     Reports reports;  // before the loop: the tasks are freed while it lives
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         auto b = aio::create_task(loop, fails_after_one_pass(5));
         auto a = aio::create_task(loop, await_it(b));
@@ -144,7 +144,7 @@ TEST_CASE("timeout: the deadline passing in the pass where the awaited task fini
           "[stage3][structured]") {
     Reports reports;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         // b yields once and finishes on the second pass; the scope's timer (deadline 0) runs
         // right after b on that pass, while the awaiting task's wakeup waits for the third.
@@ -176,7 +176,7 @@ Coroutine<int> shield_then_complete_it(Ref<aio::Task<int>> inner, Ref<aio::Futur
 // cancelled one does: the inner task finishing later is no error (asyncio drops the callback).
 TEST_CASE("shield: an outer future its holder completed ignores the inner outcome, with no error from the shield",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Reports reports;
     capture_reports(loop, &reports);
     auto go = aio::create_future(loop);
@@ -206,7 +206,7 @@ Coroutine<std::string> shielded_await_in_timeout(Ref<aio::Task<int>> inner) {
 // shielded task runs on untouched, to its own end.
 TEST_CASE("timeout: the deadline passing in a shielded await raises TimeoutError; the shielded task runs on",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto go = aio::create_future(loop);
     auto inner = aio::create_task(loop, value_on(go, 7));
     REQUIRE(loop.run_until_complete(shielded_await_in_timeout(inner)) == "TimeoutError, cancelling 0");
@@ -252,7 +252,7 @@ Coroutine<std::string> busy_past_both_deadlines() {
 TEST_CASE("timeout: nested scopes whose different deadlines both pass while the loop is busy: the outer one raises "
           "TimeoutError",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(busy_past_both_deadlines()) ==
             "inner let CancelledError through; outer TimeoutError, cancelling 0");
 }
@@ -290,7 +290,7 @@ Coroutine<std::string> timeout_in_cleanup() {
 TEST_CASE("timeout: a scope in the clean-up of an expired one expires on its own; the outer one still raises "
           "TimeoutError",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(timeout_in_cleanup()) == "clean-up TimeoutError; outer TimeoutError, cancelling 0");
 }
 
@@ -318,7 +318,7 @@ Coroutine<std::string> throws_int_after_expiry() {
 // comes out as it is, and the scope's request is taken back all the same.
 TEST_CASE("timeout: a non-std exception thrown after expiry comes out as it is; the request is taken back",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(throws_int_after_expiry()) == "int 17, cancelling 0");
 }
 
@@ -343,7 +343,7 @@ Coroutine<> sleeps_in_scope(aio::Timeout** scope, bool* expired) {
 // cancelled from outside: CancelledError, and the scope never expired.
 TEST_CASE("timeout: reschedule() from outside the scope moves its deadline; a later cancel is CancelledError",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     aio::Timeout* scope = nullptr;
     bool expired = true;
     auto t = aio::create_task(loop, sleeps_in_scope(&scope, &expired));
@@ -382,7 +382,7 @@ Coroutine<std::string> awaits_a_scope_twice() {
 // A scope runs once: awaiting its coroutine again is a logic_error, and sets no timer.
 TEST_CASE("timeout: awaiting a scope's coroutine a second time is a logic_error and starts nothing",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     REQUIRE(loop.run_until_complete(awaits_a_scope_twice()) ==
             "value 3; then co_await: this coroutine has already been awaited; a coroutine runs once, cancelling 0");
     REQUIRE(loop.timer_count() == 0);
@@ -407,7 +407,7 @@ Coroutine<int> fails_in_slow_cleanup(int v) {
 // is being cancelled on time-out gives its failure, not TimeoutError, with any timeout.
 TEST_CASE("wait_for: a task that fails while it is cancelled on time-out gives its failure, with a timeout of 0 too",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     auto a = aio::create_task(loop, fails_in_slow_cleanup(3));
     REQUIRE_THROWS_WITH(loop.run_until_complete(aio::wait_for(a, 0.01)), "marked 3");
     auto b = aio::create_task(loop, fails_in_slow_cleanup(4));
@@ -448,7 +448,7 @@ Coroutine<std::string> group_in_timeout_in_group(Log* log) {
 // group's tasks run on as if nothing happened.
 TEST_CASE("TaskGroup: a group in a timeout in a group: the deadline stops only the inner group",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     REQUIRE(loop.run_until_complete(group_in_timeout_in_group(&log)) == "done, cancelling 0");
     REQUIRE(log == Log{"child 1 cancelled", "child 2 cancelled", "inner TimeoutError, cancelling 0", "child 3 gave 3"});
@@ -483,7 +483,7 @@ Coroutine<std::string> body_fails_after_a_child_failed(Log* log) {
 // CPython's test_taskgroup_19: the body, cancelled because a task failed, cleans up and
 // fails in its turn: both failures come out, the body's last; the group's request is gone.
 TEST_CASE("TaskGroup: a body that fails after a task failed: both failures, the body's last", "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     REQUIRE(loop.run_until_complete(body_fails_after_a_child_failed(&log)) ==
             "unhandled errors in a TaskGroup (2 sub-exceptions: marked 1; marked 9), cancelling 0");
@@ -520,7 +520,7 @@ Coroutine<std::string> group_with_a_swallowing_child(Log* log) {
 // A task of the group that catches its cancellation and returns: the group waits for it, its
 // value stands, and only the real failure is in the ExceptionGroup.
 TEST_CASE("TaskGroup: a task that swallows its cancellation is waited for; its value stands", "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     REQUIRE(loop.run_until_complete(group_with_a_swallowing_child(&log)) ==
             "unhandled errors in a TaskGroup (1 sub-exception: marked 1); the swallower gave 5, cancelling 0");
@@ -565,7 +565,7 @@ Coroutine<std::string> failure_and_expiry_in_one_pass(bool group_first, bool* ex
 // failure. Nothing is left: the count is 0 and the next await raises nothing.
 TEST_CASE("TaskGroup: a task failure and the deadline of a timeout around the group in one pass: the failure wins",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     bool expired = false;
     SECTION("the deadline first") {
         REQUIRE(loop.run_until_complete(failure_and_expiry_in_one_pass(false, &expired)) ==
@@ -604,7 +604,7 @@ Coroutine<std::string> cleanup_fails_after_expiry(Log* log) {
 // takes it back: no CancelledError at the next await.
 TEST_CASE("TaskGroup: a clean-up that fails after the deadline: the failure comes out, and no cancellation is left",
           "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     REQUIRE(loop.run_until_complete(cleanup_fails_after_expiry(&log)) ==
             "unhandled errors in a TaskGroup (1 sub-exception: marked 1), cancelling 0");
@@ -623,7 +623,7 @@ TEST_CASE("TaskGroup: a loop closed while the group waits frees the group and it
     };
     Ref<aio::Task<>> t;
     {
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         capture_reports(loop, &reports);
         t = aio::create_task(loop, aio::task_group(body));
         one_pass(loop);
@@ -665,7 +665,7 @@ Coroutine<std::string> as_completed_in_a_timeout(Log* log) {
 // as_completed's next() inside a timeout: the results that arrived in time come, then the
 // deadline cancels the waiting next() and the scope raises TimeoutError.
 TEST_CASE("timeout: around as_completed, the results in time come, then TimeoutError", "[stage3][structured]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     REQUIRE(loop.run_until_complete(as_completed_in_a_timeout(&log)) == "1 TimeoutError, cancelling 0");
 }
@@ -731,7 +731,7 @@ TEST_CASE("loop close: after any number of passes of nested groups, timeouts, wa
         Log log;
         Ref<aio::Task<std::string>> t;
         {
-            aio::EventLoop loop;
+            TEST_LOOP(loop);
             capture_reports(loop, &reports);
             t = aio::create_task(loop, all_of_it(&log, 0.001));
             for (int i = 0; i < passes && !t->done(); ++i) {
@@ -939,7 +939,7 @@ TEST_CASE("properties: random nestings of scopes never lose a cancellation, neve
             shields = shields || l.kind == Level::wait_for_shield;
         }
 
-        aio::EventLoop loop;
+        TEST_LOOP(loop);
         Reports reports;
         capture_reports(loop, &reports);
         auto t = aio::create_task(loop, run_nesting(&n));
