@@ -111,7 +111,12 @@ Coroutine<Ref<Server>> detail::create_server(ProtocolFactory factory, std::strin
     for (const AddrInfo& info : infos) {
         const std::string address = info.address.to_string();
         if (std::find(bound.begin(), bound.end(), address) != bound.end()) continue;
-        Socket sock(info.family, info.type, info.protocol);
+        Socket sock;
+        try {
+            sock = Socket(info.family, info.type, info.protocol);
+        } catch (const OSError&) {  // that family is not supported here (no IPv6, say)
+            continue;
+        }
         sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
         // Linux makes an IPv6 socket on :: take IPv4 too, which would then collide with the
         // IPv4 socket of the same name: one family per socket, as asyncio does.

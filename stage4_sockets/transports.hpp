@@ -19,9 +19,11 @@
 //
 // Ownership: a Transport is reference counted (Ref<Transport>). The loop keeps each one
 // alive from its creation until its protocol's connection_lost has returned, so an open
-// connection never vanishes because nobody holds it; hold a Ref to use it longer. After it
-// is closed every method is safe to call: write() and writelines() are ignored (as asyncio
-// ignores them once the connection is lost), close() and abort() do nothing.
+// connection never vanishes because nobody holds it; hold a Ref to use it longer. Every
+// method stays safe to call after the end: once the connection is lost, write() and
+// writelines() are ignored (as in asyncio), close(), abort() and the rest do nothing.
+// (Between close() and the end, while the buffer drains, a write still joins the queue, as
+// in asyncio.)
 #pragma once
 
 #include <cstddef>
@@ -74,8 +76,9 @@ public:
     // ---- writing (WriteTransport)
 
     // Send `data`, without waiting: what the socket does not take at once is copied into
-    // the write buffer and sent when it is writable. Ignored once the connection is lost.
-    // Throws RuntimeError after write_eof().
+    // the write buffer and sent when it is writable (the caller's bytes are free to go as
+    // soon as this returns). Ignored once the connection is lost. Throws RuntimeError after
+    // write_eof().
     virtual void write(std::string_view data) = 0;
     // Send the pieces one after the other, as one write of their concatenation, but without
     // joining them first (a header and a body, say): one sendmsg() over all of them.

@@ -462,21 +462,29 @@ Coroutine<> drain_scenario() {
     Ref<aio::Server> server;
     Streams client = co_await serve_one("127.0.0.1", &server, parked);
     Ref<StreamWriter> w = client.second;
-    // A small send buffer, so that ours fills soon. (Not a small receive buffer: TCP's window
-    // would then crawl at a few KiB per delayed ACK.)
+    // The peer's transport does not read at all (its StreamReader would otherwise take 128 KiB
+    // first), and our send buffer is small. (Not a small receive buffer: TCP's window would
+    // then crawl at a few KiB per delayed ACK once the peer reads.)
+    parked->connections[0].second->transport().pause_reading();
     w->get_extra_info().socket->setsockopt(SOL_SOCKET, SO_SNDBUF, 4096);
-    const std::string chunk = pattern(16 * 1024);
+    // Write until the kernels take no more: our own buffer then stays far above the
+    // high-water mark (64 KiB) across a pause.
+    const std::string chunk = pattern(64 * 1024);
     std::size_t written = 0;
-    while (w->transport().get_write_buffer_size() <= 64 * 1024) {  // until over the high-water mark
-        w->write(chunk);
-        written += chunk.size();
-        REQUIRE(written < (std::size_t(64) << 20));
+    for (int round = 0;; ++round) {
+        while (w->transport().get_write_buffer_size() <= (std::size_t(1) << 20)) {
+            w->write(chunk);
+            written += chunk.size();
+        }
+        co_await aio::sleep(0.02);
+        if (w->transport().get_write_buffer_size() > (std::size_t(512) << 10)) break;
+        REQUIRE(round < 50);
     }
     auto draining = aio::create_task(w->drain());
-    REQUIRE(w->transport().get_write_buffer_size() > 64 * 1024);
     co_await aio::sleep(0.05);
-    REQUIRE_FALSE(draining->done());  // still blocked: nobody reads
+    REQUIRE_FALSE(draining->done());  // blocked: nobody reads
     // The peer reads: the buffer drains below the low-water mark and drain() returns.
+    parked->connections[0].second->transport().resume_reading();
     Ref<StreamReader> server_reader = parked->connections[0].first;
     auto consuming = aio::create_task(server_reader->readexactly(std::ptrdiff_t(written)));
     co_await draining;
