@@ -352,6 +352,7 @@ void SelectorSocketTransport::close() {
     loop_->remove_reader(fd_);
     if (get_write_buffer_size() == 0) {
         ++conn_lost_;
+        loop_->remove_writer(fd_);  // (a writer that has just emptied the buffer may still be there)
         loop_->call_soon([self = Ref<SelectorSocketTransport>(this)] { self->call_connection_lost(nullptr); },
                          "transport connection_lost");
     }
@@ -388,6 +389,10 @@ void SelectorSocketTransport::call_connection_lost(std::exception_ptr exc) {
         }
     }
     protocol_ = nullptr;  // the protocol may hold us: no cycle outlives the connection
+    // Unregister before closing (selectors.hpp). Both are gone already, but for a writer
+    // whose callback was emptying the buffer when the protocol aborted from resume_writing.
+    loop.remove_reader(fd_);
+    loop.remove_writer(fd_);
     sock_.close();
     extra_.socket = nullptr;
     loop_ = nullptr;

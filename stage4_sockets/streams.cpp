@@ -313,11 +313,15 @@ Coroutine<> run_client_connected(std::shared_ptr<const ClientConnected> callback
 // closed (asyncio 3.12's rule), and so it is when the task is cancelled.
 void StreamReaderProtocol::start_client_connected(Transport& transport) {
     writer_ = make_ref<StreamWriter>(transport_, Ref<StreamReaderProtocol>(this), reader_);
-    if (client_connected_->plain) {
-        client_connected_->plain(reader_, writer_);
+    // Used once: let go of it now. The callback often keeps the writers it is given (a chat
+    // server's list of clients); if their protocols kept the callback, that would be a cycle
+    // of references that nothing breaks. The task keeps it while it runs.
+    std::shared_ptr<const ClientConnected> callback = std::move(client_connected_);
+    if (callback->plain) {
+        callback->plain(reader_, writer_);
         return;
     }
-    task_ = create_task(run_client_connected(client_connected_, reader_, writer_));
+    task_ = create_task(run_client_connected(std::move(callback), reader_, writer_));
     auto on_done = [transport = Ref<Transport>(&transport)](FutureBase& task) {
         if (task.cancelled()) {
             transport->close();

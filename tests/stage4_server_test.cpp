@@ -319,10 +319,25 @@ Coroutine<int> emfile_scenario(EmfileCounts* counts) {
     co_return 0;
 }
 
+// UBSan's check of a virtual call's dynamic type (-fsanitize=vptr, part of `make sanitize`)
+// reads an object's vtable through a pipe it opens on the spot, the first time it meets a
+// type; with no fd to spare, it cannot, and reports the object as invalid. A process whose
+// fds are all used up cannot run under it, so this test says so and stops there.
+extern "C" __attribute__((weak)) void __ubsan_handle_dynamic_type_cache_miss(void*, unsigned long, unsigned long);
+extern "C" __attribute__((weak)) void __ubsan_handle_dynamic_type_cache_miss_abort(void*, unsigned long,
+                                                                                   unsigned long);
+bool ubsan_checks_vptr() {
+    return __ubsan_handle_dynamic_type_cache_miss != nullptr || __ubsan_handle_dynamic_type_cache_miss_abort != nullptr;
+}
+
 }  // namespace
 
 NET_TEST_CASE("Server: accept out of fds (EMFILE) is reported once, then retried a second later, and serves again",
               "[stage4][server]") {
+    if (ubsan_checks_vptr()) {
+        WARN("skipped under UBSan's vptr check, which needs a free fd of its own (see ubsan_checks_vptr)");
+        return;
+    }
     std::string outcome = fork_test_support::in_child(
         [] {
             EmfileCounts counts;

@@ -596,6 +596,44 @@ Coroutine<> abort_scenario() {
     require_nothing_registered();
 }
 
+// A protocol that aborts its transport from resume_writing: the writer callback that has
+// just drained the buffer is still registered then; nothing of it may outlive the connection.
+class AbortsOnResume : public Recorder {
+public:
+    void resume_writing() override {
+        Recorder::resume_writing();
+        transport->abort();
+    }
+};
+
+Coroutine<> abort_on_resume_scenario() {
+    auto server_side = std::make_shared<Ref<Recorder>>();
+    auto factory = [server_side] {
+        *server_side = aio::make_ref<Recorder>();
+        (*server_side)->pause_reading_at_start = true;
+        return *server_side;
+    };
+    auto serving = aio::create_server(factory, "127.0.0.1", 0);
+    Ref<aio::Server> server = co_await std::move(serving);
+    Ref<AbortsOnResume> client = aio::make_ref<AbortsOnResume>();
+    auto client_factory = [client] { return client; };
+    auto connecting = aio::create_connection(client_factory, "127.0.0.1", server->sockets()[0].getsockname().port());
+    auto made = co_await std::move(connecting);
+    made.first->get_extra_info().socket->setsockopt(SOL_SOCKET, SO_SNDBUF, 4096);
+    co_await aio::sleep(0.01);
+    made.first->write(pattern(std::size_t(4) << 20));
+    REQUIRE(client->saw("pause"));
+    (*server_side)->transport->resume_reading();
+    Ref<aio::Future<>> lost = client->lost;
+    co_await lost;
+    REQUIRE(client->saw("resume"));
+    REQUIRE(client->events.back() == "lost");
+    server->close();
+    server->close_clients();
+    co_await server->wait_closed();
+    require_nothing_registered();  // no writer left behind for the closed fd
+}
+
 }  // namespace
 
 NET_TEST_CASE("transport: a protocol callback that throws is reported, its connection aborted; the loop goes on",
@@ -632,6 +670,14 @@ NET_TEST_CASE("transport: after close(), writes are ignored and close/abort/paus
 
 NET_TEST_CASE("transport: abort() drops the write buffer and closes at once", "[stage4][transport]") {
     run_on("epoll", abort_scenario());
+}
+
+NET_TEST_CASE("transport: a protocol that aborts from resume_writing leaves no writer registered",
+              "[stage4][transport]") {
+    for (const std::string& kind : selector_kinds()) {
+        INFO("selector " << kind);
+        run_on(kind, abort_on_resume_scenario());
+    }
 }
 
 // ------------------------------------------------------------------------ the loop closes
