@@ -3,10 +3,12 @@
 // Adds:    OSError (errno and message), its ConnectionError family (ConnectionRefusedError,
 //          ConnectionResetError, ConnectionAbortedError, BrokenPipeError), gaierror (a name
 //          that getaddrinfo cannot resolve), KeyError (the selectors' "not registered" and
-//          "already registered"), EOFError and IncompleteReadError (the peer stopped early);
-//          and os_error(err, context), which picks the class for an errno.
+//          "already registered"), EOFError and IncompleteReadError (the peer stopped early),
+//          LimitOverrunError (a stream's separator did not come within its limit); and
+//          os_error(err, context), which picks the class for an errno.
 // Mirrors: Python's built-in OSError hierarchy (Objects/exceptions.c: errno -> subclass),
-//          socket.gaierror, and IncompleteReadError in Lib/asyncio/exceptions.py.
+//          socket.gaierror, and IncompleteReadError and LimitOverrunError in
+//          Lib/asyncio/exceptions.py.
 //
 // Like Python's, every message starts "[Errno N] <strerror>" and then says what we were
 // doing and with whom ("... : connect to 127.0.0.1:8080"), so a log line names the peer.
@@ -14,6 +16,7 @@
 
 #include <cstddef>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -77,16 +80,32 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-// asyncio.IncompleteReadError: wanted `expected` bytes, got only `partial` before EOF.
+// asyncio.IncompleteReadError: wanted `expected` bytes (nullopt: "up to a separator", as
+// readuntil's None), got only `partial` before EOF.
 class IncompleteReadError : public EOFError {
 public:
-    IncompleteReadError(std::string partial_bytes, std::size_t expected_bytes, const std::string& context)
-        : EOFError(std::to_string(partial_bytes.size()) + " bytes read on a total of " +
-                   std::to_string(expected_bytes) + " expected bytes: " + context),
+    IncompleteReadError(std::string partial_bytes, std::optional<std::size_t> expected_bytes, const std::string& context)
+        : EOFError(describe(partial_bytes.size(), expected_bytes) + ": " + context),
           partial(std::move(partial_bytes)),
           expected(expected_bytes) {}
-    std::string partial;   // what did arrive
-    std::size_t expected;  // how much was wanted
+    std::string partial;                  // what did arrive
+    std::optional<std::size_t> expected;  // how much was wanted; nullopt for readuntil
+
+private:
+    static std::string describe(std::size_t got, std::optional<std::size_t> expected) {
+        if (!expected) return std::to_string(got) + " bytes read, then EOF before the separator";
+        return std::to_string(got) + " bytes read on a total of " + std::to_string(*expected) + " expected bytes";
+    }
+};
+
+// asyncio.LimitOverrunError: a StreamReader's readuntil() found no separator within the
+// reader's limit. The data stays in the reader's buffer; `consumed` says how many bytes
+// may be taken (read(consumed)) to get past the ones that were searched.
+class LimitOverrunError : public std::runtime_error {
+public:
+    LimitOverrunError(const std::string& message, std::size_t consumed_bytes)
+        : std::runtime_error(message), consumed(consumed_bytes) {}
+    std::size_t consumed;
 };
 
 }  // namespace aio

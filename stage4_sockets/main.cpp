@@ -101,9 +101,10 @@ aio::Coroutine<int> demo(Options o) {
         "tried its recv or send first, and only when the kernel said \"it would block\"\n"
         "registered its socket with the selector and awaited a Future; one wait of the\n"
         "selector then served every socket that was ready.\n"
-        "Still missing: each sock_* call is a future and a registration per wait, and the code\n"
-        "that reads a line or a message is ours to write every time. Part 2 adds transports,\n"
-        "protocols and streams (open_connection, start_server).\n",
+        "Each sock_* call is a future and a registration per wait, and the code that reads a\n"
+        "line or a message is ours to write every time. Transports and protocols keep the fd\n"
+        "registered and hand a protocol whatever arrives; streams (open_connection,\n"
+        "start_server) put readline on top: see the README and bench_transport.\n",
         o.clients);
     server->cancel();
     for (auto& c : connections) c->cancel();
