@@ -1,7 +1,9 @@
 // Stage 3: Futures and Tasks. A Future is a result that will arrive later.
 //
 // Adds:    FutureBase (state, exception, done-callbacks, cancel), Future<T> (the value),
-//          and create_future. (`co_await fut` is in task.hpp: a Task is what waits.)
+//          create_future, and CallbackList, the callbacks a future schedules when it is
+//          done (first in the file, as a FutureBase holds one; it reads best after
+//          FutureBase::mark_done). (`co_await fut` is in task.hpp: a Task is what waits.)
 // Mirrors: Future in Lib/asyncio/futures.py.
 //
 // A Future is pending, then done exactly once: with a result, with an exception, or
@@ -171,7 +173,9 @@ protected:
     void mark_done(State state) {
         state_ = state;
         CallbackList callbacks = std::move(callbacks_);
-        callbacks.for_each([this](Ref<Handle> h, bool is_done_callback) { schedule_callback(std::move(h), is_done_callback); });
+        callbacks.for_each([this](Ref<Handle> h, bool is_done_callback) {
+            schedule_callback(std::move(h), is_done_callback);  // asyncio: loop.call_soon(callback, self)
+        });
     }
     // [/docs:mark_done]
 

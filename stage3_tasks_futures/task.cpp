@@ -13,8 +13,8 @@
 // runs twice for one wakeup; and it is never in neither, so no task is forgotten. (While a
 // step runs, the task is in neither place: the step ends by putting it in one, or by
 // finishing it.) Two things move a task from waiting to scheduled: the future completing,
-// which schedules its callbacks (the wakeup, below); and a cancel() come back round an
-// await cycle, which takes the task off the future itself (cancel_from_await_cycle).
+// which schedules its callbacks (the wakeup: see wait_on); and a cancel() come back round
+// an await cycle, which takes the task off the future itself (cancel_from_await_cycle).
 // [/docs:invariant]
 #include "stage3_tasks_futures/task.hpp"
 
@@ -164,8 +164,9 @@ TaskBase::State TaskBase::take_outcome(CoroutinePromiseBase& last) {
     if (!last.handle.done()) {
         // Only Futures, Tasks, Coroutines and yield_now may be awaited in a task: something
         // else suspended the coroutine without telling the task how to resume it.
-        exception_ = std::make_exception_ptr(RuntimeError(
-            "Task " + get_name() + " suspended on an awaitable that is not a Future, Task or Coroutine; wrap it in a Future"));
+        exception_ = std::make_exception_ptr(RuntimeError("Task " + get_name() +
+                                                          " suspended on an awaitable that is not a Future, Task or "
+                                                          "Coroutine; wrap it in a Future"));
         return State::finished;
     }
     if (std::exception_ptr e = root_->exception) {  // a CancelledError let through: cancelled

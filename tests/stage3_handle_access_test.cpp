@@ -125,7 +125,8 @@ TEST_CASE("handle access: Task::cancel() wakes a task waiting on a future, by ca
     REQUIRE(t->ref_count() == 1);
 }
 
-TEST_CASE("handle access: a future schedules its callbacks in the order they were added, tasks among them", "[stage3]") {
+TEST_CASE("handle access: a future schedules its callbacks in the order they were added, tasks among them",
+          "[stage3]") {
     aio::EventLoop loop;
     Log log;
     auto f = aio::create_future<int>(loop);
