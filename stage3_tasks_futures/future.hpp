@@ -251,9 +251,10 @@ private:
     void remove_waiter(const Handle& task) { callbacks_.remove(&task); }
     void clear_callbacks() noexcept { callbacks_.clear(); }
 
-    // Last, and [[no_unique_address]]: then the 7 bytes of padding after the list's flag
-    // are not the future's own, and a Task's first small fields go there (a Task stays 104
-    // bytes; bench_tasks_1m counts them).
+    // Last, and [[no_unique_address]], which lets the fields that follow reuse the 7 bytes
+    // of padding after the list's flag: a Task's first small fields go there, and a Task
+    // stays 104 bytes (bench_tasks_1m counts them; tests/stage3_handle_access_test.cpp
+    // checks the size).
     [[no_unique_address]] CallbackList callbacks_;
 };
 

@@ -62,6 +62,7 @@ private:
 
 // ------------------------------------------------------------------------ a task is born
 
+// asyncio's Task.__init__: number the task, register it, and schedule its first step.
 TaskBase::TaskBase(EventLoop& loop, CoroutinePromiseBase* root) : FutureBase(loop), root_(root), resume_at_(root) {
     if (loop.is_closed()) {
         // Before registering: a stale entry would be found by a later loop at this address.
@@ -72,7 +73,6 @@ TaskBase::TaskBase(EventLoop& loop, CoroutinePromiseBase* root) : FutureBase(loo
     TaskRegistry::add(*this);
     schedule_step();
 }
-
 
 // ------------------------------------------------------------------------------ the step
 
@@ -169,7 +169,7 @@ TaskBase::State TaskBase::take_outcome(CoroutinePromiseBase& last) {
                                                           "Coroutine; wrap it in a Future"));
         return State::finished;
     }
-    if (std::exception_ptr e = root_->exception) {  // a CancelledError let through: cancelled
+    if (std::exception_ptr e = root_->exception) {  // it threw; a CancelledError let out: cancelled
         exception_ = std::move(e);
         return is_cancelled_error(exception_) ? State::cancelled : State::finished;
     }
