@@ -149,23 +149,7 @@ public:
         check_closed();
         check_not_running();
         auto future = ensure_future(*this, std::move(aw));
-        // Stops the loop when the future is done, unless run_until_complete has returned.
-        auto alive = std::make_shared<bool>(true);
-        auto token = future->add_done_callback([this, alive](auto&&...) {
-            if (*alive) stop();
-        });
-        // However we leave, take the callback off the future again (asyncio does, in a
-        // `finally`): the future may outlive this loop, and must carry nothing of ours.
-        // `alive` disarms a callback already scheduled, which can no longer be taken off.
-        struct Disarm {
-            decltype(future)& fut;
-            decltype(token)& callback;
-            std::shared_ptr<bool> alive;
-            ~Disarm() {
-                *alive = false;
-                fut->remove_done_callback(callback);
-            }
-        } disarm{future, token, alive};
+        StopWhenDone stop_when_done(*this, future);  // taken off the future however we leave
         run_forever();
         if (!future->done())
             throw RuntimeError("Event loop stopped before the future completed (someone called stop())");
@@ -235,6 +219,8 @@ protected:
 private:
     friend class TimerHandle;
     struct RunningPass;
+    template <typename FuturePtr>
+    class StopWhenDone;
     struct TimerEntry {
         double when;
         std::uint64_t seq;
@@ -270,6 +256,32 @@ private:
     Ref<LoopLifeline> lifeline_{new LoopLifeline(this)};
     ExceptionHandler exception_handler_;
     Logger logger_;
+};
+
+// run_until_complete's done-callback on its future: stop the loop once the future is done.
+// However run_until_complete leaves, the destructor takes the callback off the future again
+// (asyncio does, in a `finally`): the future may outlive this loop and must carry nothing of
+// ours. A callback already scheduled can no longer be taken off, so it is disarmed instead.
+template <typename FuturePtr>
+class EventLoop::StopWhenDone {
+public:
+    StopWhenDone(EventLoop& loop, FuturePtr future)
+        : future_(std::move(future)), token_(future_->add_done_callback([&loop, armed = armed_](auto&&...) {
+              if (*armed) loop.stop();
+          })) {}
+    StopWhenDone(const StopWhenDone&) = delete;
+    StopWhenDone& operator=(const StopWhenDone&) = delete;
+    ~StopWhenDone() {
+        *armed_ = false;
+        future_->remove_done_callback(token_);
+    }
+
+private:
+    // What add_done_callback returns for this kind of future: remove_done_callback's token.
+    using Token = decltype(std::declval<FuturePtr&>()->add_done_callback([] {}));
+    FuturePtr future_;
+    std::shared_ptr<bool> armed_ = std::make_shared<bool>(true);  // shared with the callback
+    Token token_;
 };
 
 // The loop running on this thread, like asyncio.get_running_loop(). Throws RuntimeError

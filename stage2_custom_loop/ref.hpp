@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 namespace aio {
@@ -48,10 +49,15 @@ public:
     }
     Ref(const Ref& o) noexcept : Ref(o.p_) {}
     Ref(Ref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    // From a Ref to a class derived from T, as a U* converts to a T*: implicitly, and only
+    // where that conversion is allowed (as std::shared_ptr's). Never a downcast, and never
+    // to a base the class keeps to itself (a private or protected base).
     template <typename U>
-    Ref(const Ref<U>& o) noexcept : Ref(static_cast<T*>(o.get())) {}
+        requires std::is_convertible_v<U*, T*>
+    Ref(const Ref<U>& o) noexcept : Ref(o.get()) {}
     template <typename U>
-    Ref(Ref<U>&& o) noexcept : p_(static_cast<T*>(o.detach())) {}
+        requires std::is_convertible_v<U*, T*>
+    Ref(Ref<U>&& o) noexcept : p_(o.detach()) {}
     Ref& operator=(Ref o) noexcept {
         std::swap(p_, o.p_);
         return *this;

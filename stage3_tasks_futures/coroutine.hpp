@@ -11,7 +11,7 @@
 // parent's await (a plain call, not a jump), and if the child finishes without suspending,
 // the parent simply goes on: a million such awaits in a loop use no more stack than one.
 // If the child does suspend, the parent suspends too, and later the child's return is
-// noticed by the Task, which resumes the parent (Task::run, a trampoline like stage 1's).
+// noticed by the Task, which resumes the parent (TaskBase::step, a trampoline like stage 1's).
 // No coroutine ever resumes another by a tail call, so nothing depends on the compiler
 // turning symmetric transfer into a jump (hazard 7, stage1_generators/README.md's appendix).
 #pragma once

@@ -1,7 +1,9 @@
 // Stage 3: Futures and Tasks. A Future is a result that will arrive later.
 //
 // Adds:    FutureBase (state, exception, done-callbacks, cancel), Future<T> (the value),
-//          and create_future. (`co_await fut` is in task.hpp: a Task is what waits.)
+//          create_future, and CallbackList, the callbacks a future schedules when it is
+//          done (first in the file, as a FutureBase holds one; it reads best after
+//          FutureBase::mark_done). (`co_await fut` is in task.hpp: a Task is what waits.)
 // Mirrors: Future in Lib/asyncio/futures.py.
 //
 // A Future is pending, then done exactly once: with a result, with an exception, or
@@ -12,8 +14,10 @@
 // Why a Future is a Handle: a Task (stage 3's other half) is a Future that runs, and the
 // loop runs Handles. Making the whole family Handles lets a Task wait in the ready queue as
 // itself, and lets a Future store "wake this task" as just another callback, so waking a
-// task allocates nothing. (Handle's cancel()/cancelled() are hidden by a Future's own,
-// which mean "cancel the future" and "was it cancelled".)
+// task allocates nothing. That side is for the loop and the Task alone: Handle is a
+// protected base, so a Ref<Task<T>> does not convert to a Ref<Handle>. (Through one,
+// Handle::cancel() would make the loop skip the task's steps for good, and not even the
+// task's own cancel() could finish it.) A Future's cancel() and cancelled() are its own.
 #pragma once
 
 #include <algorithm>
@@ -34,7 +38,67 @@ namespace aio {
 
 class TaskBase;
 
-class FutureBase : public Handle {
+// [docs:callback_list]
+// A future's callbacks, in the order they were added (asyncio's Future._callbacks). Each is
+// a Handle to schedule once the future is done, and a flag: a done-callback, which must be
+// told which future it is for, or a task waiting on the future, which knows.
+// Measured (bench_tasks_1m, bench_switch): almost every future has exactly one callback,
+// the task that awaits it. So the first one is kept inline, and only a second one
+// allocates a vector; waking the awaiting task then costs no allocation at all.
+class CallbackList {
+public:
+    void push_back(Ref<Handle> h, bool is_done_callback) {
+        if (!first_) {  // (first_ is null only when the list is empty)
+            first_ = std::move(h);
+            first_is_done_callback_ = is_done_callback;
+            return;
+        }
+        if (!more_) more_ = std::make_unique<std::vector<Entry>>();
+        more_->push_back(Entry{std::move(h), is_done_callback});
+    }
+    // Call fn(handle, is_done_callback) for each callback, in order, handing each over.
+    template <typename F>
+    void for_each(F fn) {
+        if (!first_) return;
+        fn(std::move(first_), first_is_done_callback_);
+        if (more_)
+            for (Entry& e : *more_) fn(std::move(e.handle), e.is_done_callback);
+    }
+    // [/docs:callback_list]
+    // Forget `h` if it is here (keeping the others' order); returns whether it was.
+    bool remove(const Handle* h) {
+        if (first_ && first_.get() == h) {
+            first_ = nullptr;
+            if (more_ && !more_->empty()) {  // the next one becomes the first
+                first_ = std::move(more_->front().handle);
+                first_is_done_callback_ = more_->front().is_done_callback;
+                more_->erase(more_->begin());
+            }
+            return true;
+        }
+        if (!more_) return false;
+        auto it = std::find_if(more_->begin(), more_->end(), [h](const Entry& e) { return e.handle.get() == h; });
+        if (it == more_->end()) return false;
+        more_->erase(it);
+        return true;
+    }
+    void clear() noexcept {
+        first_ = nullptr;
+        more_.reset();
+    }
+
+private:
+    struct Entry {
+        Ref<Handle> handle;
+        bool is_done_callback;
+    };
+    std::unique_ptr<std::vector<Entry>> more_;
+    Ref<Handle> first_;
+    // Last: a Task's small fields fill the padding after it (see FutureBase::callbacks_).
+    bool first_is_done_callback_ = false;
+};
+
+class FutureBase : protected Handle {
 protected:
     enum class State : std::uint8_t { pending, cancelled, finished };
 
@@ -84,24 +148,36 @@ public:
     // handle, the token remove_done_callback takes.
     template <typename F>
     Ref<Handle> add_done_callback(F fn, const char* name = "done callback") {
-        Ref<DoneCallback> h(new DoneCallbackOf<F>(std::move(fn), name));
-        if (done()) {
-            h->future = Ref<FutureBase>(this);
-            get_loop().add_callback(h);
-        } else {
-            push_callback(h, true);
-        }
+        Ref<Handle> h(new DoneCallbackOf<F>(std::move(fn), name));
+        if (done())
+            schedule_callback(h, true);
+        else
+            callbacks_.push_back(h, true);
         return h;
     }
     // [/docs:add_done_callback]
 
     // Forget a callback that has not been scheduled yet. Returns whether it was found.
-    bool remove_done_callback(const Ref<Handle>& h) { return remove_callback(h.get()); }
+    bool remove_done_callback(const Ref<Handle>& h) { return callbacks_.remove(h.get()); }
 
     std::string name() const override { return "Future"; }
+    // References to it (Ref<T> counts them in the object): for tests and curious readers.
+    using Handle::ref_count;
 
 protected:
     ~FutureBase() override = default;
+
+    // [docs:mark_done]
+    // Done: schedule every callback (asyncio's __schedule_callbacks). The list is emptied
+    // first; a callback never runs here, only on a later pass of the loop.
+    void mark_done(State state) {
+        state_ = state;
+        CallbackList callbacks = std::move(callbacks_);
+        callbacks.for_each([this](Ref<Handle> h, bool is_done_callback) {
+            schedule_callback(std::move(h), is_done_callback);  // asyncio: loop.call_soon(callback, self)
+        });
+    }
+    // [/docs:mark_done]
 
     // Report an exception nobody retrieved ("... exception was never retrieved").
     bool exception_unretrieved() const noexcept { return state_ == State::finished && exception_ && !exception_retrieved_; }
@@ -127,38 +203,19 @@ protected:
         }
     }
 
-    // [docs:mark_done]
-    // Done: schedule every callback. A waiting Task is itself the callback (it is a Handle),
-    // so the loop will run its next step; a user callback first learns which future it is for.
-    void mark_done(State state) {
-        state_ = state;
-        Ref<Handle> first = std::move(first_callback_);
-        bool first_is_user = first_is_user_;
-        auto more = std::move(more_callbacks_);
-        auto schedule = [this](Ref<Handle> h, bool is_user) {
-            if (is_user) static_cast<DoneCallback&>(*h).future = Ref<FutureBase>(this);
-            get_loop().add_callback(std::move(h));
-        };
-        if (first) schedule(std::move(first), first_is_user);
-        if (more)
-            for (auto& e : *more) schedule(std::move(e.handle), e.is_user_callback);
-    }
-    // [/docs:mark_done]
-
-    // A task waits on this future: `task` is scheduled when it is done.
-    void add_waiter(Ref<Handle> task) { push_callback(std::move(task), false); }
-
-    // (These three small fields come first so they fill the padding at the end of Handle.)
+    // (These two small fields come first so they fill the padding at the end of Handle.)
     State state_ = State::pending;
     bool exception_retrieved_ = false;
-    bool first_is_user_ = false;  // first_callback_ came from add_done_callback
     Ref<LoopLifeline> lifeline_;  // not the loop itself: see get_loop()
     // The exception it finished with; for a cancelled future, the CancelledError(msg).
     std::exception_ptr exception_;
 
 private:
-    friend class TaskBase;
-    friend class GatheringFuture;  // marks orphaned children's exceptions as retrieved
+    template <typename>
+    friend class Ref;               // counts references through the (protected) Handle base
+    friend class TaskBase;          // waits on futures, and is a Handle the loop runs
+    friend class GatheringFuture;   // marks orphaned children's exceptions as retrieved
+
     // A plain Future never sits in the ready queue; only a Task (which overrides this) does.
     void run() override {}
 
@@ -179,48 +236,26 @@ private:
         F fn;
         const char* name_;
     };
-    struct Entry {
-        Ref<Handle> handle;
-        bool is_user_callback;
-    };
 
-    // [docs:callbacks]
-    // Measured (bench_tasks_1m, bench_switch): almost every future has exactly one callback,
-    // the task that awaits it. So the first callback is kept inline, and only a second one
-    // allocates a vector; waking the awaiting task then costs no allocation at all.
-    void push_callback(Ref<Handle> h, bool is_user) {
-        if (!first_callback_ && !more_callbacks_) {
-            first_callback_ = std::move(h);
-            first_is_user_ = is_user;
-            return;
-        }
-        if (!more_callbacks_) more_callbacks_ = std::make_unique<std::vector<Entry>>();
-        more_callbacks_->push_back(Entry{std::move(h), is_user});
+    // Put one callback of a done future in the ready queue. A done-callback first learns
+    // which future it is for (and keeps it alive until it has run); a waiting Task is
+    // itself the callback, and its next step will read the future it waited on.
+    void schedule_callback(Ref<Handle> h, bool is_done_callback) {
+        if (is_done_callback) static_cast<DoneCallback&>(*h).future = Ref<FutureBase>(this);
+        get_loop().add_callback(std::move(h));
     }
-    // [/docs:callbacks]
-    bool remove_callback(Handle* h) {
-        if (first_callback_ && first_callback_.get() == h) {
-            first_callback_ = nullptr;
-            if (more_callbacks_ && !more_callbacks_->empty()) {  // keep the order: the next becomes first
-                first_callback_ = std::move(more_callbacks_->front().handle);
-                first_is_user_ = more_callbacks_->front().is_user_callback;
-                more_callbacks_->erase(more_callbacks_->begin());
-            }
-            return true;
-        }
-        if (!more_callbacks_) return false;
-        auto& v = *more_callbacks_;
-        auto it = std::find_if(v.begin(), v.end(), [&](const Entry& e) { return e.handle.get() == h; });
-        if (it == v.end()) return false;
-        v.erase(it);
-        return true;
-    }
-    void clear_callbacks() {
-        first_callback_ = nullptr;
-        more_callbacks_.reset();
-    }
-    Ref<Handle> first_callback_;
-    std::unique_ptr<std::vector<Entry>> more_callbacks_;
+
+    // For TaskBase: a task waits on this future (it is scheduled when the future is done),
+    // stops waiting, or, as its loop closes, drops every callback.
+    void add_waiter(Ref<Handle> task) { callbacks_.push_back(std::move(task), false); }
+    void remove_waiter(const Handle& task) { callbacks_.remove(&task); }
+    void clear_callbacks() noexcept { callbacks_.clear(); }
+
+    // Last, and [[no_unique_address]], which lets the fields that follow reuse the 7 bytes
+    // of padding after the list's flag: a Task's first small fields go there, and a Task
+    // stays 104 bytes (bench_tasks_1m counts them; tests/stage3_handle_access_test.cpp
+    // checks the size).
+    [[no_unique_address]] CallbackList callbacks_;
 };
 
 // The value part, shared by Future<T> and Task<T>. Base is FutureBase or TaskBase.
@@ -245,6 +280,11 @@ public:
         this->mark_done(Base::State::finished);
     }
 
+protected:
+    // The value, without completing: a Task takes its coroutine's value out of the frame
+    // first, and completes once the frame is freed.
+    void store_result(T v) { value_ = std::move(v); }
+
 private:
     std::optional<T> value_;
 };
@@ -259,6 +299,9 @@ public:
         this->check_pending("set_result()");
         this->mark_done(Base::State::finished);
     }
+
+protected:
+    void store_result() {}
 };
 
 template <typename T = void>

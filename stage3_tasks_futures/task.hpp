@@ -6,14 +6,15 @@
 // Mirrors: Task in Lib/asyncio/tasks.py (__step, __wakeup, cancel, get_name/set_name,
 //          print_stack), current_task and all_tasks in the same file.
 //
-// The step/wakeup cycle. A task's step (run(), asyncio's __step) resumes its coroutine,
+// The step/wakeup cycle. A task's step (step(), asyncio's __step) resumes its coroutine,
 // which runs until it awaits a Future that is not done yet. The awaiter then tells the task
 // "resume me here when that future is done" (wait_on) and registers the task as one of the
 // future's callbacks; the coroutine suspends and the step returns to the loop. When the
 // future completes, it puts the task back in the ready queue, and the next step resumes the
 // coroutine exactly where it stopped. The loop never knows any of this: it runs Handles.
+// (task.cpp opens with the invariant this keeps, and reads in this order.)
 //
-//      create_task ──► ready queue ──► run(): resume the coroutine
+//      create_task ──► ready queue ──► step(): resume the coroutine
 //                          ▲                     │ co_await pending future
 //                          │                     ▼
 //           future done: add_callback(task)   wait_on(future): task becomes a callback
@@ -54,6 +55,9 @@ StepObserver* set_step_observer(StepObserver* observer) noexcept;
 
 class TaskBase : public FutureBase {
 public:
+    // Takes the coroutine (its root promise) and schedules the first step, as asyncio's
+    // Task.__init__ does (loop.call_soon(self.__step)): the task starts on a later pass.
+    // Raises RuntimeError on a closed loop (the coroutine is then freed, unstarted).
     TaskBase(EventLoop& loop, CoroutinePromiseBase* root);
     ~TaskBase() override;
 
@@ -102,31 +106,43 @@ public:
     void throw_if_cancel_requested(FutureBase& woken_by);
 
 protected:
-    // Move the finished root coroutine's return value into the future (typed, in Task<T>).
+    // Move the finished root coroutine's return value into the future, without completing
+    // it (typed, in Task<T>).
     virtual void take_result(CoroutinePromiseBase& root) = 0;
 
 private:
     friend class TaskRegistry;
-    void run() override;  // the step
-    void finish(CoroutinePromiseBase* last);
+    // The loop runs a Handle by calling run(); a task's run() is its step.
+    void run() final;
+    // The lesson (task.cpp, in this order):
+    void step();
+    // Put the task in the ready queue: the loop will run its next step (asyncio's
+    // loop.call_soon(self.__step)). The task is itself the Handle: this allocates nothing.
+    void schedule_step() { get_loop().add_callback(Ref<Handle>(this)); }
+    void finish(CoroutinePromiseBase& last);
+    State take_outcome(CoroutinePromiseBase& last);
+    bool cancel_from_await_cycle(std::string msg);
+    bool cancel_requested() const noexcept { return !done() && exception_; }
+    std::exception_ptr take_cancel_request() noexcept { return std::exchange(exception_, nullptr); }
+    // Teardown:
     void destroy_coroutine() noexcept;
     void detach_from_closing_loop();
     void report(const std::string& what, std::exception_ptr e) const;
-    bool cancel_requested() const noexcept { return !done() && exception_; }
-    std::exception_ptr take_cancel_request() noexcept { return std::exchange(exception_, nullptr); }
 
+    // First, these small fields: they fill the padding at the end of FutureBase (after its
+    // callback list's flag), so that a task stays 104 bytes (bench_tasks_1m counts them).
+    bool started_ : 1 = false;
+    bool cancelling_ : 1 = false;                  // inside cancel(): see there
+    // cancelling(). 16 bits, so that it fits in that padding too; it saturates at 65,535
+    // rather than wrap to 0, which would make a timeout take someone else's cancellation
+    // for its own.
+    std::uint16_t cancels_requested_ = 0;
+    std::uint32_t id_;                             // Task-<id>; 32 bits, it wraps after 4 billion
     CoroutinePromiseBase* root_;                   // the coroutine the task runs (owned)
     CoroutinePromiseBase* resume_at_ = nullptr;    // where the next step resumes
     Ref<FutureBase> fut_waiter_;                   // the future it waits on, if any
     // A cancellation not yet delivered lives in FutureBase::exception_, which a pending task
     // does not otherwise use (one pointer less in every task; see cancel_requested()).
-    std::uint32_t id_;                             // Task-<id>; 32 bits, it wraps after 4 billion
-    bool started_ = false;
-    bool cancelling_ = false;                      // inside cancel(): see there
-    // cancelling(). 16 bits, so that it fits in the padding after the two flags above and
-    // a task stays 104 bytes (bench_tasks_1m counts them); it saturates at 65,535 rather
-    // than wrap to 0, which would make a timeout take someone else's cancellation for its own.
-    std::uint16_t cancels_requested_ = 0;
     std::unique_ptr<std::string> name_;            // only if set: most tasks keep "Task-<id>"
     TaskBase* registry_prev_ = nullptr;            // all_tasks(): a list per loop
     TaskBase* registry_next_ = nullptr;
@@ -149,25 +165,19 @@ public:
 
 private:
     void take_result(CoroutinePromiseBase& root) override {
-        using Value = BasicFuture<T, TaskBase>;
-        auto& p = static_cast<CoroutinePromise<T>&>(root);
-        if constexpr (std::is_void_v<T>) {
-            Value::set_result();
-        } else {
-            Value::set_result(p.take_result());
-        }
+        if constexpr (!std::is_void_v<T>)
+            this->store_result(static_cast<CoroutinePromise<T>&>(root).take_result());
     }
 };
 
 // [docs:create_task]
-// Wrap a coroutine in a Task on `loop` and schedule its first step (with call_soon: the
-// task starts on a later pass, not inside create_task).
+// Wrap a coroutine in a Task on `loop`; the task schedules its first step (in the ready
+// queue: it starts on a later pass, not inside create_task). Raises RuntimeError if the
+// loop is closed.
 template <typename T>
 Ref<Task<T>> create_task(EventLoop& loop, Coroutine<T> coro, std::string name = {}) {
-    if (loop.is_closed()) throw RuntimeError("create_task on a closed event loop: create the task before closing it");
     Ref<Task<T>> task(new Task<T>(loop, std::move(coro)));
     if (!name.empty()) task->set_name(std::move(name));  // (measured: most tasks have none)
-    loop.add_callback(task);
     return task;
 }
 // [/docs:create_task]
