@@ -61,7 +61,7 @@ TEST_CASE("Ref: converting to a base shares the one count, copied or moved", "[s
 }
 
 TEST_CASE("Ref: a class with a hidden Handle base is still counted and run by the loop", "[stage2]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     aio::Ref<PrivateHandle> h = aio::make_ref<PrivateHandle>();
     loop.add_callback(PrivateHandle::as_handle(*h));
     REQUIRE(h->ref_count() == 2);  // ours and the ready queue's

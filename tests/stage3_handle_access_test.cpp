@@ -96,7 +96,7 @@ aio::Coroutine<int> holds(Tracked t) { co_return *t.live; }
 }  // namespace
 
 TEST_CASE("handle access: Task::cancel() finishes a task still waiting for its first step", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     int ran = 0;
     auto t = aio::create_task(loop, body_runs(&ran));
     REQUIRE(loop.ready_count() == 1);  // its first step is scheduled: the task itself, queued
@@ -109,7 +109,7 @@ TEST_CASE("handle access: Task::cancel() finishes a task still waiting for its f
 }
 
 TEST_CASE("handle access: Task::cancel() wakes a task waiting on a future, by cancelling the future", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     auto t = aio::create_task(loop, waits_on(f, &log, "t"));
@@ -127,7 +127,7 @@ TEST_CASE("handle access: Task::cancel() wakes a task waiting on a future, by ca
 
 TEST_CASE("handle access: a future schedules its callbacks in the order they were added, tasks among them",
           "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     auto a = f->add_done_callback([&log] { log.push_back("a"); });
@@ -152,7 +152,7 @@ TEST_CASE("handle access: a future schedules its callbacks in the order they wer
 // task.cpp's invariant: a task is scheduled or waiting, never both. Woken (scheduled) and then
 // cancelled before its step, it is not scheduled again: one step delivers the cancellation.
 TEST_CASE("handle access: a task woken, then cancelled before its step, takes exactly one step", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto f = aio::create_future<int>(loop);
     auto t = aio::create_task(loop, waits_on(f, &log, "t"));
@@ -183,7 +183,7 @@ aio::Coroutine<> awaits_other(std::shared_ptr<aio::Ref<aio::Task<>>> other, Log*
 // The other way from waiting to scheduled: a cancel() come back round an await cycle takes
 // the task off the future it waits on, and schedules it once.
 TEST_CASE("handle access: cancelling one task of an await cycle ends both, one step each", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     Log log;
     auto pa = std::make_shared<aio::Ref<aio::Task<>>>();
     auto pb = std::make_shared<aio::Ref<aio::Task<>>>();
@@ -203,7 +203,7 @@ TEST_CASE("handle access: cancelling one task of an await cycle ends both, one s
 }
 
 TEST_CASE("handle access: create_task on a closed loop raises, and frees the coroutine it was given", "[stage3]") {
-    aio::EventLoop loop;
+    TEST_LOOP(loop);
     loop.close();
     int live = 0;
     {

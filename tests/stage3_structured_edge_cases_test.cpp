@@ -176,8 +176,8 @@ Coroutine<int> shield_then_complete_it(Ref<aio::Task<int>> inner, Ref<aio::Futur
 // cancelled one does: the inner task finishing later is no error (asyncio drops the callback).
 TEST_CASE("shield: an outer future its holder completed ignores the inner outcome, with no error from the shield",
           "[stage3][structured]") {
+    Reports reports;  // before the loop: its close may still report
     TEST_LOOP(loop);
-    Reports reports;
     capture_reports(loop, &reports);
     auto go = aio::create_future(loop);
     auto inner = aio::create_task(loop, value_on(go, 7));
@@ -939,8 +939,8 @@ TEST_CASE("properties: random nestings of scopes never lose a cancellation, neve
             shields = shields || l.kind == Level::wait_for_shield;
         }
 
+        Reports reports;  // before the loop: its close may still report
         TEST_LOOP(loop);
-        Reports reports;
         capture_reports(loop, &reports);
         auto t = aio::create_task(loop, run_nesting(&n));
         bool cancelled_while_running = false;
