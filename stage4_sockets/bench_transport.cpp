@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "stage1_generators/options.hpp"
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
@@ -41,7 +42,7 @@ namespace bench = aio::bench;
 using aio::Coroutine;
 using aio::Ref;
 
-// ---- options (kept apart, to move to the course's shared option parser later) -------------
+// ---- options -----------------------------------------------------------------------------
 
 struct Options {
     long count = 50'000;
@@ -53,53 +54,25 @@ struct Options {
     std::string workload = "all";
 };
 
-void usage(const char* prog) {
-    std::printf(
-        "usage: %s [--count N] [--size B] [--runs R] [--selector select|poll|epoll]\n"
-        "       [--workload W] [--python-count N] [--no-python] [--help]\n"
-        "\n"
+// Parses the command line into `o`. Returns nullopt to go on, or the status to exit with.
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+    aio::OptionParser options(
         "Echo round trips per second over one loopback connection, client and server on one\n"
         "loop in this process, a B-byte message at a time (median of R runs of N round trips):\n"
         "  protocol_echo  an Echo protocol; the client's protocol sends from data_received\n"
         "  streams_echo   start_server and open_connection: write, drain, readexactly\n"
         "  sock_echo      part 1's sock_sendall and sock_recv_exactly\n"
-        "Then, if python3 is on PATH, bench_transport.py runs the same on asyncio.\n"
-        "\n"
-        "  --count N         round trips per run (default 50000)\n"
-        "  --size B          bytes per message, 1 to 1048576 (default 64)\n"
-        "  --runs R          runs of each; the median is reported (default 3)\n"
-        "  --selector S      the selector to wait with (default: $AIO_SELECTOR, else epoll)\n"
-        "  --workload W      only this one (protocol_echo, streams_echo or sock_echo)\n"
-        "  --python-count N  the Python side's N (default 10000)\n"
-        "  --no-python       skip the Python side\n",
-        prog);
-}
-
-Options parse_args(int argc, char** argv) {
-    Options o;
-    bench::parse_args(argc, argv, usage,
-                      {{"--count", &o.count},
-                       {"--size", &o.size},
-                       {"--runs", &o.runs},
-                       {"--selector", &o.selector},
-                       {"--workload", &o.workload},
-                       {"--python-count", &o.python_count},
-                       {"--no-python", bench::set_flag(o.python, false)}});
-    if (o.count < 1 || o.runs < 1 || o.python_count < 1)
-        bench::usage_error(argv[0], "--count, --runs and --python-count must be at least 1");
-    if (o.size < 1 || o.size > (1 << 20)) bench::usage_error(argv[0], "--size must be from 1 to 1048576");
-    if (!o.selector.empty()) {
-        try {
-            aio::make_selector(o.selector);
-        } catch (const std::invalid_argument& e) {
-            bench::usage_error(argv[0], "--selector: %s", e.what());
-        }
-    }
-    if (o.workload != "all" && o.workload != "protocol_echo" && o.workload != "streams_echo" &&
-        o.workload != "sock_echo")
-        bench::usage_error(argv[0], "--workload: choose protocol_echo, streams_echo or sock_echo, not '%s'",
-                           o.workload.c_str());
-    return o;
+        "Then, if python3 is on PATH, bench_transport.py runs the same on asyncio.");
+    options.integer("--count", o.count, 1L, 1'000'000'000L, "N", "round trips per run")
+        .integer("--size", o.size, 1L, long(1 << 20), "B", "bytes per message")
+        .integer("--runs", o.runs, 1, 1000, "R", "runs of each; the median is reported")
+        .choice("--selector", o.selector, aio::selector_names(),
+                "the selector to wait with (default: $AIO_SELECTOR, else the best one)")
+        .choice("--workload", o.workload, {"all", "protocol_echo", "streams_echo", "sock_echo"},
+                "only this one")
+        .integer("--python-count", o.python_count, 1L, 1'000'000'000L, "N", "the Python side's N")
+        .constant("--no-python", o.python, false, "skip the Python side");
+    return options.parse(argc, argv);
 }
 
 // ---- protocol_echo -----------------------------------------------------------------------
@@ -248,7 +221,8 @@ double run_once(const Workload& w, const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options o = parse_args(argc, argv);
+    Options o;
+    if (auto status = parse_args(argc, argv, o)) return *status;
     const std::string size = std::to_string(o.size) + "B";
 
     std::vector<const Workload*> chosen;
