@@ -91,7 +91,6 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
 
 // ---- the servers (--serve) ------------------------------------------------------------------
 
-// [docs:echo_protocol]
 // The protocol server: whatever arrives goes straight back. No task, no future, no copy:
 // data_received gets a view of the transport's read buffer, and write() sends it at once.
 class EchoProtocol final : public aio::Protocol {
@@ -102,9 +101,7 @@ public:
 private:
     aio::Transport* transport_ = nullptr;  // valid until connection_lost (protocols.hpp)
 };
-// [/docs:echo_protocol]
 
-// [docs:echo_streams]
 // The streams server: a task per connection that asks for a line and writes it back.
 Coroutine<> echo_lines(Ref<aio::StreamReader> reader, Ref<aio::StreamWriter> writer) {
     try {
@@ -119,7 +116,6 @@ Coroutine<> echo_lines(Ref<aio::StreamReader> reader, Ref<aio::StreamWriter> wri
     }
     writer->close();
 }
-// [/docs:echo_streams]
 
 // Serves until killed (SIGTERM from the bench), after printing "PORT <n>" for the bench.
 Coroutine<int> serve(std::string kind) {
