@@ -336,6 +336,17 @@ void report(const Options& o, const bench::CpuPlan& cpus, const std::vector<Serv
     };
     target("ours-streams", "python-asyncio-streams", kStreamsTarget);
     target("ours-protocol", "python-asyncio-protocol", kProtocolTarget);
+    // A server that does not keep its core busy is not what limits the rate: another program
+    // on that core is (a shared machine), or the client. Then messages per second measure the
+    // scheduler, and the CPU time per message is the figure to compare.
+    for (std::size_t s = 0; s < servers.size(); ++s) {
+        if (!rate[s].back() || !user[s] || !sys[s]) continue;
+        const double busy = *rate[s].back() * (*user[s] + *sys[s]) / 1e6;
+        if (busy < 0.8)
+            std::printf("  note: %s kept its core only %.0f%% busy at %d connections: the rate was limited by\n"
+                        "  something else (other programs on its core?); compare the CPU per message instead.\n",
+                        servers[s].variant.c_str(), 100 * busy, counts.back());
+    }
     if (client_saturated)
         std::printf("  note: the client used over 90%% of its core against one of our servers: that figure is what\n"
                     "  one client core can drive, a lower bound for our server.\n");
