@@ -104,7 +104,6 @@ int hold_fds(const char* who, int n) {
 
 long g_open = 0;  // connections open now, for the SIGUSR1 report
 
-// [docs:c10k_protocol]
 // What an idle connection costs us is this object, its transport, and the loop's
 // bookkeeping for its fd: no task, no coroutine frame, no buffer (a transport reads into
 // the loop's one shared buffer).
@@ -120,7 +119,6 @@ public:
 private:
     aio::Transport* transport_ = nullptr;
 };
-// [/docs:c10k_protocol]
 
 Coroutine<> echo_lines(Ref<aio::StreamReader> reader, Ref<aio::StreamWriter> writer) {
     ++g_open;
