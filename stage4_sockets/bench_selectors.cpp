@@ -70,8 +70,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
         "through SelectorEventLoop (one pass each, the readers' recv() included).\n"
         "Then, if python3 is on PATH, bench_selectors.py times Python's selectors module.\n" +
         std::string(target));
-    options.repeated("--connections", o.given, "N", "N registered (repeat for several; default 100, 500, 1000, 10000)")
-        .number("--active", o.active_percent, 0.01, 100, "P", "percent of them readable per round (default 1)")
+    options.repeated("--connections", o.given, "N", "N registered (default: 100, 500, 1000 and 10000)")
+        .number("--active", o.active_percent, 0.01, 100, "P", "percent of them readable per round")
         .integer("--work", o.work, 1000L, 1'000'000'000L, "W", "rounds x N per figure (rounds = W / N, at least 20)")
         .integer("--runs", o.runs, 1, 100, "R", "runs of each; the median is reported")
         .constant("--no-python", o.python, false, "skip the Python side");

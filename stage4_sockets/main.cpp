@@ -102,7 +102,15 @@ struct ClientResult {
 // connected (so that it is the first a blocking server accepts), then pauses before each line.
 Coroutine<ClientResult> client(int port, int id, int messages, double pause, Ref<aio::Future<>> connected) {
     const double t0 = aio::get_running_loop().time();
-    auto [reader, writer] = co_await aio::open_connection("127.0.0.1", port);
+    auto connecting = aio::open_connection("127.0.0.1", port);
+    std::pair<Ref<aio::StreamReader>, Ref<aio::StreamWriter>> connection;
+    try {
+        connection = co_await std::move(connecting);
+    } catch (...) {
+        if (connected) connected->set_exception(std::current_exception());  // or run_clients waits for ever
+        throw;
+    }
+    auto& [reader, writer] = connection;
     if (connected) connected->set_result();
     ClientResult result;
     for (int m = 0; m < messages; ++m) {
@@ -130,7 +138,13 @@ Coroutine<RunResult> run_clients(int port, Options o) {
     aio::Stopwatch sw;
     Ref<aio::Future<>> connected = aio::create_future();
     auto slow = aio::create_task(client(port, 0, o.messages, o.slow / o.messages, connected), "slow client");
-    co_await connected;
+    bool failed = false;
+    try {
+        co_await connected;
+    } catch (...) {
+        failed = true;
+    }
+    if (failed) co_await slow;  // it could not connect: its task raises why (and is not left unretrieved)
     std::vector<Coroutine<ClientResult>> others;
     for (int i = 1; i < o.clients; ++i) others.push_back(client(port, i, o.messages, 0, nullptr));
     RunResult run;
