@@ -151,6 +151,9 @@ Coroutine<int> serve(std::string kind, int connections) {
     }
     std::printf("PORT %d\n", int(server->sockets()[0].getsockname().port()));
     std::fflush(stdout);
+    // The bench stops us with SIGTERM: close the server, so serve_forever returns and run()
+    // ends every connection and frees everything, as a real server would on its way out.
+    aio::get_running_selector_loop().add_signal_handler(SIGTERM, [server] { server->close(); });
     co_await server->serve_forever();
     co_return 0;
 }

@@ -20,6 +20,7 @@
 //
 // Output: one `RESULT name=<workload> variant=<server> value=<n> unit=...` line per figure,
 // then a table. Progress goes to stderr.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,6 +37,7 @@
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage4_sockets/base_events.hpp"
 #include "stage4_sockets/bench_process.hpp"
+#include "stage4_sockets/sock_ops.hpp"
 #include "stage4_sockets/streams.hpp"
 
 namespace {
@@ -128,6 +130,9 @@ Coroutine<int> serve(std::string kind) {
     }
     std::printf("PORT %d\n", int(server->sockets()[0].getsockname().port()));
     std::fflush(stdout);
+    // The bench stops us with SIGTERM: close the server, so serve_forever returns and run()
+    // ends every connection and frees everything, as a real server would on its way out.
+    aio::get_running_selector_loop().add_signal_handler(SIGTERM, [server] { server->close(); });
     co_await server->serve_forever();
     co_return 0;
 }
