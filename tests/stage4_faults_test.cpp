@@ -1,14 +1,15 @@
 // Stage 4 tests: faults, as a hostile peer, a hurried user and a newcomer would cause them.
 // Each case names the behaviour it pins. First those that once failed: a signal arriving
-// after a flood of call_soon_threadsafe wake-ups (the self-pipe was full); an accepted
-// connection whose fd select(2) cannot watch (left open, its peer waiting for ever); a reset
-// read just before the loop closes (connection_lost was told "orderly"); read(-1) on a reader
-// with the largest limit (it recursed for ever); sock_recv_exactly asked for a terabyte by a
-// peer (it allocated it). Then what held, kept so that it keeps holding: a storm of signals
-// (EINTR) during every kind of wait; cancelling a client at every pass of its life; protocols
-// that call their transport from inside every callback; a writer fed from resume_writing;
-// writelines of many pieces through a tiny send buffer; a protocol throwing what is not a
-// std::exception; a thousand connections at once; the loop closed with everything open.
+// after a flood of call_soon_threadsafe wake-ups (the self-pipe was full); select(2) given a
+// timeout beyond any clock (EINVAL); an accepted connection whose fd select(2) cannot watch
+// (left open, its peer waiting for ever); a reset read just before the loop closes
+// (connection_lost was told "orderly"); read(-1) on a reader with the largest limit (it
+// recursed for ever); sock_recv_exactly asked for a terabyte by a peer (it allocated it).
+// Then what held, kept so that it keeps holding: a storm of signals (EINTR) during every
+// kind of wait; cancelling a client at every pass of its life; protocols that call their
+// transport from inside every callback; a writer fed from resume_writing; writelines of many
+// pieces through a tiny send buffer; a protocol throwing what is not a std::exception; a
+// thousand connections at once; the loop closed with everything open.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -120,6 +121,26 @@ NET_TEST_CASE("add_signal_handler: a signal after a flood of call_soon_threadsaf
         REQUIRE(posted_ran == kPosts);
         REQUIRE(signalled);
         loop.remove_signal_handler(SIGUSR1);
+    }
+}
+
+// ------------------------------------------------------------------------- the selectors
+
+// A timeout beyond any clock (1e300 seconds, infinity) waits as if there were no limit: a
+// ready fd is reported, on every selector.
+NET_TEST_CASE("selectors: a timeout too large for any clock waits like no limit", "[stage4][faults]") {
+    for (const std::string& kind : selector_kinds()) {
+        for (double timeout : {1e300, std::numeric_limits<double>::infinity()}) {
+            INFO("selector " << kind << ", timeout " << timeout);
+            auto selector = aio::make_selector(kind);
+            auto [reader, writer] = aio::socketpair();
+            REQUIRE(::send(writer.fileno(), "x", 1, 0) == 1);
+            selector->register_fd(reader.fileno(), aio::EVENT_READ);
+            const auto& ready = selector->select(timeout);
+            REQUIRE(ready.size() == 1);
+            REQUIRE(ready[0].key->fd == reader.fileno());
+            selector->unregister(reader.fileno());
+        }
     }
 }
 
@@ -638,7 +659,8 @@ Coroutine<> many_pieces_scenario() {
         at += n;
     }
     const std::span<const std::string_view> all(pieces);
-    for (std::size_t i = 0; i < all.size(); i += 300) made.first->writelines(all.subspan(i, std::min<std::size_t>(300, all.size() - i)));
+    for (std::size_t i = 0; i < all.size(); i += 300)
+        made.first->writelines(all.subspan(i, std::min<std::size_t>(300, all.size() - i)));
     made.first->close();
     co_await aio::wait_for(client->lost, 10.0);
     co_await aio::wait_for((*receiver)->wait_for_bytes(data.size() + 1), 5.0);  // to EOF
