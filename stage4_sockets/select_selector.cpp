@@ -38,7 +38,9 @@ const std::vector<SelectorEvent>& SelectSelector::select(std::optional<double> t
         fd_set readable = sets_->read, writable = sets_->write;  // select() overwrites them
         timeval tv{}, *limit = nullptr;
         if (!deadline.unlimited()) {
-            double us = std::ceil(deadline.remaining() * 1e6);  // rounded up, as poll's ms
+            // Rounded up, as poll's ms; at most 1e9 s (31 years): a timeout beyond that
+            // (1e300, infinity) would not convert to a timeval, and nobody can tell the difference.
+            double us = std::ceil(std::min(deadline.remaining(), 1e9) * 1e6);
             tv.tv_sec = time_t(us / 1e6);
             tv.tv_usec = suseconds_t(us - double(tv.tv_sec) * 1e6);
             limit = &tv;

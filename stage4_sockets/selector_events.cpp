@@ -139,15 +139,23 @@ bool SelectorEventLoop::live_callback(int fd, int event) const noexcept {
 // ------------------------------------------------------------------------------ self-pipe
 
 // [docs:write_to_self]
-// Any thread (call_soon_threadsafe, under the loop's mutex) may call this. One byte, and
-// never blocking: if the pipe is full, the loop has plenty of wake-ups waiting already.
+// Any thread (call_soon_threadsafe, under the loop's mutex) may call this. Never blocking,
+// and one zero in the pipe is enough: a second would wake nobody, and thousands (threads
+// posting while a long callback runs) would fill the pipe, losing the byte of a signal that
+// arrives then. So a zero that EINTR kept out is sent again: no other would follow it.
 void SelectorEventLoop::write_to_self() {
+    if (wakeup_pending_.exchange(true)) return;  // a zero is in the pipe already
     const char zero = 0;
-    (void)::send(self_writer_.fileno(), &zero, 1, MSG_DONTWAIT | kSendNoSigpipe);
+    ssize_t n;
+    do {
+        n = ::send(self_writer_.fileno(), &zero, 1, MSG_DONTWAIT | kSendNoSigpipe);
+    } while (n < 0 && errno == EINTR);
 }
 
 // Drain the pipe: zeros were only wake-ups; other bytes are signals that arrived.
 void SelectorEventLoop::read_from_self() {
+    // First: a thread posting from now on writes a new zero (at worst, one wake-up too many).
+    wakeup_pending_.store(false);
     unsigned char buf[256];
     for (;;) {
         ssize_t n = ::recv(self_reader_.fileno(), buf, sizeof buf, 0);

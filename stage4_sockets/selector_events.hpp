@@ -24,6 +24,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -126,6 +127,7 @@ private:
     // thread and any signal handler may write to the other.
     Socket self_reader_;
     Socket self_writer_;
+    std::atomic<bool> wakeup_pending_{false};  // write_to_self's zero is in the pipe, not read yet
     std::map<int, SignalHandler> signal_handlers_;
     std::size_t callbacks_since_poll_ = 0;
 };

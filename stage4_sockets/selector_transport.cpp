@@ -368,6 +368,7 @@ void SelectorSocketTransport::force_close(std::exception_ptr exc) {
         loop_->remove_reader(fd_);
     }
     ++conn_lost_;
+    lost_with_ = exc;
     loop_->call_soon([self = Ref<SelectorSocketTransport>(this), exc] { self->call_connection_lost(exc); },
                      "transport connection_lost");
 }
@@ -477,7 +478,16 @@ void SelectorSocketTransport::start(Ref<Future<>> waiter) {
         failed = std::current_exception();
         protocol_error("connection_made", failed);
     }
-    if (is_reading()) add_reader();
+    if (is_reading()) {
+        try {
+            add_reader();
+        } catch (...) {  // the selector cannot watch this fd (select: at or above FD_SETSIZE)
+            failed = std::current_exception();
+            loop_->call_exception_handler(
+                ExceptionContext{"Fatal error: the selector cannot watch the socket (" + describe() + ")", failed});
+            force_close(failed);
+        }
+    }
     if (waiter && !waiter->done()) {
         if (failed)
             waiter->set_exception(failed);
@@ -487,7 +497,7 @@ void SelectorSocketTransport::start(Ref<Future<>> waiter) {
 }
 
 // The loop closes with this connection open: end it now, and call connection_lost at once
-// (no later pass will come).
+// (no later pass will come), with the error it was already being lost with, if any.
 void SelectorSocketTransport::loop_closing() {
     if (!conn_lost_) {
         closing_ = true;
@@ -497,7 +507,7 @@ void SelectorSocketTransport::loop_closing() {
         loop_->remove_reader(fd_);
         loop_->remove_writer(fd_);
     }
-    call_connection_lost(nullptr);
+    call_connection_lost(lost_with_);
 }
 
 // The transports open on each loop, each held by a Ref: this list is what keeps an open

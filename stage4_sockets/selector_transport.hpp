@@ -44,10 +44,12 @@ public:
     // A transport for the connected `sock` (whose other end is `peername`) on `loop`, with
     // `protocol`. Nothing happens inside this call: connection_made runs on the next pass,
     // then the transport starts reading, then `waiter` (if any) gets its result; if
-    // connection_made throws, `waiter` gets that exception instead. The loop owns the
-    // transport from now until connection_lost has returned (transports.hpp). `server` is the
-    // Server that accepted the connection, told when it ends. Throws what setting up the
-    // socket throws (OSError), with `sock` then closed.
+    // connection_made throws, or the selector cannot watch the socket (select: an fd at or
+    // above FD_SETSIZE; the connection is then aborted and the loop told), `waiter` gets that
+    // exception instead. The loop owns the transport from now until connection_lost has
+    // returned (transports.hpp). `server` is the Server that accepted the connection, told
+    // when it ends. Throws what setting up the socket throws (OSError), with `sock` then
+    // closed.
     static Ref<SelectorSocketTransport> make(SelectorEventLoop& loop, Socket sock, Ref<Protocol> protocol,
                                              SockAddr peername, Ref<Future<>> waiter = nullptr,
                                              Server* server = nullptr);
@@ -113,6 +115,7 @@ private:
     std::size_t sent_ = 0;
     WriteBufferLimits limits_;
     unsigned conn_lost_ = 0;  // > 0 once connection_lost is scheduled: counts writes after it
+    std::exception_ptr lost_with_;  // the error it is scheduled with (force_close), for loop_closing
     bool closing_ = false;
     bool reading_paused_ = false;
     bool started_ = false;             // connection_made has been called

@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 
@@ -82,11 +83,14 @@ Coroutine<std::string> sock_recv(Socket& sock, std::size_t n) {
     co_return data;
 }
 
+// n often comes from the peer (a length prefix), which may announce a terabyte and send five
+// bytes: so the buffer grows with what arrives (doubling, from 64 KiB), never to n at once.
 Coroutine<std::string> sock_recv_exactly(Socket& sock, std::size_t n) {
-    std::string data(n, '\0');
+    std::string data;
     std::size_t got = 0;
     while (got < n) {
-        std::size_t k = co_await sock_recv_into(sock, std::span<char>(data.data() + got, n - got));
+        if (got == data.size()) data.resize(std::min(n, std::max<std::size_t>(2 * got, 64 * 1024)));
+        std::size_t k = co_await sock_recv_into(sock, std::span<char>(data.data() + got, data.size() - got));
         if (k == 0) {
             data.resize(got);
             throw IncompleteReadError(std::move(data), n, "the connection from " + sock.peer_description() + " closed");

@@ -3,6 +3,7 @@
 #include "stage4_sockets/streams.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "stage3_tasks_futures/locks.hpp"  // ValueError
 
@@ -76,10 +77,12 @@ Coroutine<std::string> StreamReader::read(std::ptrdiff_t n) {
     if (n == 0) co_return std::string();
     if (n < 0) {
         // Everything up to EOF, read limit bytes at a time (so the transport is resumed
-        // between reads instead of the buffer growing to the whole stream).
+        // between reads instead of the buffer growing to the whole stream). A limit beyond
+        // PTRDIFF_MAX would turn negative, into this very call again.
+        const auto block_size = std::ptrdiff_t(std::min<std::size_t>(limit_, PTRDIFF_MAX));
         std::string all;
         for (;;) {
-            std::string block = co_await read(std::ptrdiff_t(limit_));
+            std::string block = co_await read(block_size);
             if (block.empty()) break;
             all += block;
         }
