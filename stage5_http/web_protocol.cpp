@@ -23,6 +23,8 @@ namespace {
 // A response body at least this big is not copied into out_: it leaves with the heads
 // before it in one writelines() (one sendmsg), straight from the handler's string.
 constexpr std::size_t kCopyBodyBelow = 16 * 1024;
+// Answers kept in out_ before they are handed to the transport, at most (see write_response).
+constexpr std::size_t kFlushAbove = 64 * 1024;
 // Unparsed bytes (requests pipelined behind one in progress, or a body nobody reads yet)
 // above which we stop reading from the socket: the kernel's buffers fill and TCP slows the
 // client down (see update_reading).
@@ -56,6 +58,7 @@ void RequestHandler::connection_made(Transport& transport) {
     loop_ = &get_running_loop();
     peer_ = transport.get_extra_info().peername;
     request_.remote_ = &peer_;
+    request_.transport_ = &transport;
     server_->connection_made(*this);
     // The first request's head is due header_timeout after the connection is made, so a
     // client that connects and sends nothing is a slowloris too.
@@ -259,6 +262,10 @@ void RequestHandler::write_response(Response& response) {
     if (is_head_ || bodiless || response.body.empty()) return;
     if (response.body.size() < kCopyBodyBelow) {
         out_.append(response.body);
+        // Many answers to one read (a burst of pipelined requests): hand them over now and
+        // then, so that a client that does not read them pauses us (pause_writing, and
+        // can_pull() stops) before they pile up here.
+        if (out_.size() >= kFlushAbove) flush();
         return;
     }
     // A large body is not copied: it leaves after the heads before it, in one sendmsg().
@@ -323,6 +330,7 @@ void RequestHandler::connection_lost(std::exception_ptr) {
     wake(drain_waiter_);
     if (task_) task_->cancel();  // nobody is left to answer
     server_->connection_lost(*this);
+    request_.transport_ = nullptr;
     transport_ = nullptr;
 }
 

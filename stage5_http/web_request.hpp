@@ -26,6 +26,7 @@
 
 #include "stage3_tasks_futures/coroutine.hpp"
 #include "stage4_sockets/socket.hpp"
+#include "stage4_sockets/transports.hpp"
 #include "stage5_http/http_message.hpp"
 
 namespace aio {
@@ -58,6 +59,10 @@ public:
     std::string_view match_info(std::string_view name) const;
     // The client's address (transport.get_extra_info().peername).
     const SockAddr& remote() const { return *remote_; }
+    // The connection's transport (aiohttp's request.transport): its extra info, its write
+    // buffer's size. Null once the client has gone. Do not write to it or close it: the
+    // server does.
+    Transport* transport() const noexcept { return transport_; }
 
     // A plain handler: the whole body. A coroutine handler: empty (use read()).
     std::string_view body() const { return body_; }
@@ -84,6 +89,7 @@ private:
     std::vector<std::pair<std::string_view, std::string_view>> match_;
     std::string_view body_;
     const SockAddr* remote_ = nullptr;      // the connection's copy
+    Transport* transport_ = nullptr;
     RequestHandler* connection_ = nullptr;  // for read()/read_chunk() (a coroutine handler)
 };
 
