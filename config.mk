@@ -13,7 +13,7 @@ CPPFLAGS += -I$(ROOT)
 LDLIBS   += -pthread
 
 # The library part of a stage: every .cpp but its programs: the demo (main.cpp), other
-# programs (<name>_main.cpp) and benchmarks (bench_*.cpp).
+# programs (*_main.cpp) and benchmarks (bench_*.cpp).
 lib_srcs = $(filter-out %/main.cpp %_main.cpp $(ROOT)/$(1)/bench_%.cpp,$(wildcard $(ROOT)/$(1)/*.cpp))
 obj_of   = $(patsubst $(ROOT)/%.cpp,$(BUILD)/obj/%.o,$(1))
 
@@ -23,10 +23,10 @@ $(BUILD)/obj/%.o: $(ROOT)/%.cpp
 	$(CXX) $(STDFLAGS) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 # A stage's Makefile sets STAGE (its directory) and USES (the earlier stages it builds on),
-# then includes this file: main.cpp becomes build/bin/<stage>, each <name>_main.cpp becomes
-# build/bin/<name> (a program of the stage other than its demo, such as stage 5's httpbin),
-# each bench_<name>.cpp becomes build/bin/bench_<name>, and all link the library part of the
-# stage and of USES.
+# then includes this file: main.cpp becomes build/bin/<stage>, each *_main.cpp becomes a
+# program named without its _main suffix (a program of the stage other than its demo:
+# stage 5's httpbin_main.cpp becomes build/bin/httpbin), each bench_<name>.cpp becomes
+# build/bin/bench_<name>, and all link the library part of the stage and of USES.
 ifdef STAGE
 LIB_OBJS   := $(call obj_of,$(foreach s,$(STAGE) $(USES),$(call lib_srcs,$(s))))
 BENCH_SRCS := $(wildcard $(ROOT)/$(STAGE)/bench_*.cpp)

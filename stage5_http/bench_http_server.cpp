@@ -450,7 +450,6 @@ int main(int argc, char** argv) {
                        : "not pinned (taskset missing or disabled): expect noisier figures");
     std::fflush(stdout);
 
-    // [docs:bench_rounds]
     // Every server is started once, idle between its turns; then each round loads each
     // server in turn, and the median of the rounds is reported. Interleaved this way, a
     // burst of load from elsewhere on a shared machine hits every server alike, instead of
@@ -481,7 +480,6 @@ int main(int argc, char** argv) {
             }
         }
     }
-    // [/docs:bench_rounds]
     for (Server& server : servers) {
         const int status = server.child.stop(server.variant == "nginx" ? SIGQUIT : SIGINT);
         if (server.variant == "ours" && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))

@@ -131,7 +131,6 @@ Response bytes(Request& request) {
     return r;
 }
 
-// [docs:httpbin_stream]
 // A streamed answer: each line leaves as a chunk when it is written, and write() waits
 // while the client reads slower than we write, so a slow client costs no memory.
 Coroutine<Response> stream(Request& request) {
@@ -148,7 +147,6 @@ Coroutine<Response> stream(Request& request) {
     co_await response.write_eof();
     co_return response;
 }
-// [/docs:httpbin_stream]
 
 Response redirect(Request& request) {
     std::string_view text = request.match_info("n");

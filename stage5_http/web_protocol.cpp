@@ -516,7 +516,6 @@ void RequestHandler::update_reading() {
 
 // ------------------------------------------------------- for Request and StreamResponse
 
-// [docs:read_body_chunk]
 // A coroutine handler asks for the next piece of the body. What the parser delivered
 // meanwhile is handed over whole; reading makes room, so the parser is asked for more.
 Coroutine<std::string> RequestHandler::read_body_chunk() {
@@ -545,7 +544,6 @@ Coroutine<std::string> RequestHandler::read_body_chunk() {
         co_await waiter;
     }
 }
-// [/docs:read_body_chunk]
 
 void RequestHandler::start_stream(const Response& head) {
     if (lost_) throw ConnectionResetError(0, "StreamResponse.prepare(): the client closed the connection");
