@@ -168,23 +168,29 @@ void RequestHandler::on_upgrade() { parser_.resume(); }
 
 void RequestHandler::call_plain_handler() {
     request_.body_ = body_;
-    Response response;
-    if (handler_) {
-        try {
-            response = handler_->call(request_);
-        } catch (...) {
-            report("handler", std::current_exception());
-            response = error_response(500, "the handler failed; the server's log says why");
-        }
-    } else if (miss_.status == 405) {
-        response = error_response(405, std::string(request_.method()) + " is not one of the methods of " +
-                                           std::string(request_.path()));
-        response.headers.add("Allow", miss_.allow);
-    } else {
-        response = error_response(404, "no route for " + std::string(request_.path()));
-    }
+    // Initialised from the call, not assigned after: a Response is five members to move
+    // (measured: the move-assignment cost more than the router's lookup).
+    Response response = plain_answer();
     write_response(response);
     finish_exchange();
+}
+
+Response RequestHandler::plain_answer() {
+    if (handler_) {
+        try {
+            return handler_->call(request_);
+        } catch (...) {
+            report("handler", std::current_exception());
+            return error_response(500, "the handler failed; the server's log says why");
+        }
+    }
+    if (miss_.status == 405) {
+        Response response = error_response(405, std::string(request_.method()) + " is not one of the methods of " +
+                                                    std::string(request_.path()));
+        response.headers.add("Allow", miss_.allow);
+        return response;
+    }
+    return error_response(404, "no route for " + std::string(request_.path()));
 }
 
 void RequestHandler::start_coroutine_handler(const Handler& handler) {

@@ -89,6 +89,7 @@ private:
     void on_end_of_message();
     void on_upgrade();
     void call_plain_handler();
+    Response plain_answer();
     void start_coroutine_handler(const Handler& handler);
     void handler_done();
     void write_response(Response& response);

@@ -54,9 +54,9 @@ Coroutine<> HttpServer::shutdown(double timeout) {
     std::vector<RequestHandler*> open(connections_.begin(), connections_.end());
     for (RequestHandler* c : open) c->begin_shutdown();
     if (!connections_.empty()) {
-        Ref<Future<>> closed = all_closed_;
+        auto closed = shield(all_closed_);  // the timeout cancels this, not all_closed_
         try {
-            co_await wait_for(shield(closed), timeout);
+            co_await wait_for(std::move(closed), timeout);
         } catch (const TimeoutError&) {
             std::vector<RequestHandler*> left(connections_.begin(), connections_.end());
             for (RequestHandler* c : left) c->abort();  // their handlers are cancelled
