@@ -44,6 +44,11 @@ for stage in stage*_*/; do
     [ -f "$stage/Makefile" ] || continue
     programs=
     [ -f "$stage/main.cpp" ] && programs="$bin/$stage"
+    for tool in "$stage"/*_main.cpp; do
+        [ -f "$tool" ] || continue
+        name=$(basename "$tool" _main.cpp)
+        programs="$programs $bin/$name"
+    done
     for bench in "$stage"/bench_*.cpp; do
         [ -f "$bench" ] || continue
         name=$(basename "$bench" .cpp)
