@@ -12,8 +12,9 @@ STDFLAGS := -std=c++20 -Wall -Wextra -Wpedantic $(WERROR)
 CPPFLAGS += -I$(ROOT)
 LDLIBS   += -pthread
 
-# The library part of a stage: every .cpp but its demo (main.cpp) and benchmarks (bench_*.cpp).
-lib_srcs = $(filter-out %/main.cpp $(ROOT)/$(1)/bench_%.cpp,$(wildcard $(ROOT)/$(1)/*.cpp))
+# The library part of a stage: every .cpp but its demo (main.cpp), its benchmarks
+# (bench_*.cpp) and its other programs (<name>_main.cpp).
+lib_srcs = $(filter-out %/main.cpp %_main.cpp $(ROOT)/$(1)/bench_%.cpp,$(wildcard $(ROOT)/$(1)/*.cpp))
 obj_of   = $(patsubst $(ROOT)/%.cpp,$(BUILD)/obj/%.o,$(1))
 
 # One rule compiles any source of the course into build/obj/<same path>.o.
@@ -23,12 +24,15 @@ $(BUILD)/obj/%.o: $(ROOT)/%.cpp
 
 # A stage's Makefile sets STAGE (its directory) and USES (the earlier stages it builds on),
 # then includes this file: main.cpp becomes build/bin/<stage>, each bench_<name>.cpp becomes
-# build/bin/bench_<name>, and both link the library part of the stage and of USES.
+# build/bin/bench_<name>, each <name>_main.cpp a tool build/bin/<name> (stage 5's fetch),
+# and all link the library part of the stage and of USES.
 ifdef STAGE
 LIB_OBJS   := $(call obj_of,$(foreach s,$(STAGE) $(USES),$(call lib_srcs,$(s))))
 BENCH_SRCS := $(wildcard $(ROOT)/$(STAGE)/bench_*.cpp)
 BENCHES    := $(patsubst $(ROOT)/$(STAGE)/bench_%.cpp,$(BIN)/bench_%,$(BENCH_SRCS))
-PROGRAMS   := $(if $(wildcard $(ROOT)/$(STAGE)/main.cpp),$(BIN)/$(STAGE)) $(BENCHES)
+TOOL_SRCS  := $(wildcard $(ROOT)/$(STAGE)/*_main.cpp)
+TOOLS      := $(patsubst $(ROOT)/$(STAGE)/%_main.cpp,$(BIN)/%,$(TOOL_SRCS))
+PROGRAMS   := $(if $(wildcard $(ROOT)/$(STAGE)/main.cpp),$(BIN)/$(STAGE)) $(BENCHES) $(TOOLS)
 
 .PHONY: all
 all: $(PROGRAMS)
@@ -40,6 +44,9 @@ $(BIN)/$(STAGE): $(BUILD)/obj/$(STAGE)/main.o $(LIB_OBJS)
 # make keeps it (a plain pattern rule's object would be an intermediate file, deleted after
 # the link and rebuilt, with the bench relinked, by the next make).
 $(BENCHES): $(BIN)/bench_%: $(BUILD)/obj/$(STAGE)/bench_%.o $(LIB_OBJS)
+	@mkdir -p $(BIN)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(TOOLS): $(BIN)/%: $(BUILD)/obj/$(STAGE)/%_main.o $(LIB_OBJS)
 	@mkdir -p $(BIN)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 endif
