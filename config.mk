@@ -13,7 +13,7 @@ CPPFLAGS += -I$(ROOT)
 LDLIBS   += -pthread
 
 # The library part of a stage: every .cpp but its demo (main.cpp), its benchmarks
-# (bench_*.cpp) and its other programs (<name>_main.cpp).
+# (bench_*.cpp) and its other programs (one program per NAME_main source).
 lib_srcs = $(filter-out %/main.cpp %_main.cpp $(ROOT)/$(1)/bench_%.cpp,$(wildcard $(ROOT)/$(1)/*.cpp))
 obj_of   = $(patsubst $(ROOT)/%.cpp,$(BUILD)/obj/%.o,$(1))
 
@@ -24,7 +24,7 @@ $(BUILD)/obj/%.o: $(ROOT)/%.cpp
 
 # A stage's Makefile sets STAGE (its directory) and USES (the earlier stages it builds on),
 # then includes this file: main.cpp becomes build/bin/<stage>, each bench_<name>.cpp becomes
-# build/bin/bench_<name>, each <name>_main.cpp a tool build/bin/<name> (stage 5's fetch),
+# build/bin/bench_<name>, each NAME_main source a tool build/bin/NAME (stage 5's fetch),
 # and all link the library part of the stage and of USES.
 ifdef STAGE
 LIB_OBJS   := $(call obj_of,$(foreach s,$(STAGE) $(USES),$(call lib_srcs,$(s))))

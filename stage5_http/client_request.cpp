@@ -15,7 +15,6 @@ bool defines_content(std::string_view method) { return method == "POST" || metho
 
 }  // namespace
 
-// [docs:write_request_head_for]
 void write_request_head_for(std::string& out, const ClientRequest& request) {
     const HttpHeaders& given = request.headers;
     if (given.contains("content-length") || given.contains("transfer-encoding"))
@@ -31,7 +30,6 @@ void write_request_head_for(std::string& out, const ClientRequest& request) {
         headers.add("Content-Length", std::to_string(request.body.size()));
     write_request_head(out, request.method, request.url.target(), headers);
 }
-// [/docs:write_request_head_for]
 
 bool is_idempotent(std::string_view method) noexcept {
     return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||

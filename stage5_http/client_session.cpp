@@ -53,7 +53,6 @@ Coroutine<Connection> get_connection(const Plan& plan, const ClientRequest& requ
     co_return connection;
 }
 
-// [docs:read_head]
 // Parser events until the response's head: a 1xx (100 Continue, 103 Early Hints) is
 // skipped, as the final answer follows it (RFC 9110 §15.2).
 Coroutine<> read_head(ResponseHandler& handler, const ClientRequest& request) {
@@ -74,7 +73,6 @@ Coroutine<> read_head(ResponseHandler& handler, const ClientRequest& request) {
         // (informational: skipped; nothing else can come before a head)
     }
 }
-// [/docs:read_head]
 
 // [docs:request_once]
 // One request and its response's head, on a pooled or new connection. A reused connection
@@ -120,7 +118,6 @@ Coroutine<> drain(ClientResponse& response) {
     response.close();
 }
 
-// [docs:follow_redirects]
 // The request, then each redirect in turn (client_request.cpp's follow_redirect has the
 // rules), keeping the responses met on the way as the final one's history.
 Coroutine<ClientResponse> follow_redirects(const Plan& plan, ClientRequest request) {
@@ -142,7 +139,6 @@ Coroutine<ClientResponse> follow_redirects(const Plan& plan, ClientRequest reque
         history.push_back(std::move(response));
     }
 }
-// [/docs:follow_redirects]
 
 // [docs:run_request]
 // The whole request inside the total timeout's scope (stage 3's timeout_at): its expiry

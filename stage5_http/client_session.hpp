@@ -69,7 +69,7 @@ struct ClientSessionOptions {
 };
 
 // Per request; anything left unset takes the session's value. (Trivially destructible, so a
-// braced temporary is safe inside a co_await: see GCC12_COROUTINE_HAZARDS, hazard 3.)
+// braced temporary is safe inside a co_await: stage1_generators/README.md's appendix, hazard 3.)
 struct RequestOptions {
     std::optional<ClientTimeout> timeout = std::nullopt;
     bool allow_redirects = true;

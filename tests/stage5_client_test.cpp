@@ -37,7 +37,7 @@ T run_client(Coroutine<T> scenario, double limit = 10.0) {
 }
 
 // What a request raised: the exception's what(), prefixed by the class we caught it as.
-// (A co_await may not sit inside Catch's macros: g++ 12, see GCC12_COROUTINE_HAZARDS.)
+// (A co_await may not sit inside Catch's macros: g++ 12, stage1_generators/README.md's appendix.)
 Coroutine<std::string> error_of(Coroutine<std::string> request) {
     try {
         co_await std::move(request);
