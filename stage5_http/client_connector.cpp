@@ -63,10 +63,12 @@ TCPConnector::TCPConnector(std::size_t limit, std::size_t limit_per_host, double
 
 TCPConnector::~TCPConnector() { close(); }
 
-Coroutine<Connection> TCPConnector::connect(URL url) { return connect_on(Ref<TCPConnector>(this), std::move(url)); }
+Coroutine<Connection> TCPConnector::connect(URL url, bool reuse) {
+    return connect_on(Ref<TCPConnector>(this), std::move(url), reuse);
+}
 
 // [docs:connector_connect]
-Coroutine<Connection> TCPConnector::connect_on(Ref<TCPConnector> self, URL url) {
+Coroutine<Connection> TCPConnector::connect_on(Ref<TCPConnector> self, URL url, bool reuse) {
     if (self->closed_) throw ClientConnectionError("cannot connect to " + url.str() + ": the session is closed");
     const std::string key = url.host() + " " + std::to_string(url.port());
 
@@ -81,7 +83,7 @@ Coroutine<Connection> TCPConnector::connect_on(Ref<TCPConnector> self, URL url) 
     Reservation slot(*self, key);
 
     // 2. An idle connection to the same host and port, if one is still up.
-    if (Ref<ResponseHandler> handler = self->take_idle(key)) {
+    if (Ref<ResponseHandler> handler = reuse ? self->take_idle(key) : nullptr) {
         slot.dismiss();
         ++self->reused_;
         self->lent_.insert(handler.get());

@@ -94,8 +94,9 @@ public:
     // resolving). Waits while the limits are reached. Raises ClientConnectorError when the
     // connection cannot be made (refused, a name that does not resolve: the message names
     // the URL and carries the OSError's), ClientConnectionError if the connector is closed.
-    // Cancelled (by a timeout), it leaves no slot taken and no socket open.
-    Coroutine<Connection> connect(URL url);
+    // Cancelled (by a timeout), it leaves no slot taken and no socket open. `reuse` false
+    // skips the pool: a retry after a stale connection wants a new one.
+    Coroutine<Connection> connect(URL url, bool reuse = true);
 
     // Close every connection, idle and in use (a response being read then fails with
     // ClientConnectionError), and fail the waiters with ClientConnectionError. Later
@@ -125,7 +126,7 @@ private:
     class WaitSlot;
     class Reservation;
 
-    static Coroutine<Connection> connect_on(Ref<TCPConnector> self, URL url);
+    static Coroutine<Connection> connect_on(Ref<TCPConnector> self, URL url, bool reuse);
     Coroutine<std::vector<SockAddr>> resolve(std::string host, std::uint16_t port);
     Coroutine<Ref<ResponseHandler>> open(URL url, std::vector<SockAddr> addresses);
     bool available(const std::string& key) const noexcept;

@@ -32,9 +32,10 @@ struct Plan {
     std::optional<double> deadline;  // loop.time() at which the total timeout expires
 };
 
-// A connection for `request`, within the connect timeout.
-Coroutine<Connection> get_connection(const Plan& plan, const ClientRequest& request) {
-    auto connecting = plan.connector->connect(request.url);
+// A connection for `request`, within the connect timeout (`reuse`: from the pool if one is
+// idle there).
+Coroutine<Connection> get_connection(const Plan& plan, const ClientRequest& request, bool reuse) {
+    auto connecting = plan.connector->connect(request.url, reuse);
     if (!plan.timeout.connect) {
         Connection connection = co_await std::move(connecting);
         co_return connection;
@@ -83,7 +84,8 @@ Coroutine<ClientResponse> request_once(const Plan& plan, const ClientRequest& re
     std::string head;
     write_request_head_for(head, request);
     for (int attempt = 1;; ++attempt) {
-        Connection connection = co_await get_connection(plan, request);
+        // (A retry takes a new connection: the others in the pool are likely as stale.)
+        Connection connection = co_await get_connection(plan, request, attempt == 1);
         ResponseHandler& handler = connection.protocol();
         handler.send_request(head, request.body, request.method);
         bool stale = false;
