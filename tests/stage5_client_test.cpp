@@ -475,16 +475,17 @@ NET_TEST_CASE("client: a connection closed while idle, already noticed, is not u
     ScriptedPeer peer([](PeerConnection& c) {
         if (c.read_request()) c.send(response(200, "ok", "", "OK"));  // then closes
     });
-    auto scenario = [](std::string url) -> Coroutine<std::string> {
+    auto scenario = [](std::string url, const ScriptedPeer& peer) -> Coroutine<std::string> {
         ClientSession session;
         std::string a = co_await fetch(session, url);
-        co_await aio::sleep(0.1);  // the FIN arrives and is read
+        for (int i = 0; i < 500 && peer.open_now() > 0; ++i) co_await aio::sleep(0.01);
+        co_await aio::sleep(0.05);  // the FIN has arrived: the loop reads it
         std::string b = co_await fetch(session, url);
         std::uint64_t reused = session.connector().connections_reused();
         co_await session.close();
         co_return a + " " + b + " " + std::to_string(reused);
     };
-    CHECK(run_client(scenario(peer.url("/"))) == "200 ok 200 ok 0");
+    CHECK(run_client(scenario(peer.url("/"), peer)) == "200 ok 200 ok 0");
     CHECK(peer.accepted() == 2);
 }
 
