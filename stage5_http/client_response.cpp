@@ -23,7 +23,10 @@ Coroutine<std::string> ResponseState::read_some(Ref<ResponseState> self, std::si
     if (self->leftover_pos < self->leftover.size()) {
         std::string piece = self->leftover.substr(self->leftover_pos, max);
         self->leftover_pos += piece.size();
-        if (self->leftover_pos == self->leftover.size()) self->leftover.clear(), self->leftover_pos = 0;
+        if (self->leftover_pos == self->leftover.size()) {
+            self->leftover.clear();
+            self->leftover_pos = 0;
+        }
         co_return piece;
     }
     for (;;) {

@@ -142,9 +142,10 @@ aio::Coroutine<int> fetch_all(const Settings& s, aio::HttpHeaders headers, std::
 int main(int argc, char** argv) {
     Settings s;
     aio::OptionParser options(
-        "Fetches each URL with one aio::ClientSession (keep-alive, redirects), concurrently. One URL: the body goes "
-        "to stdout. Several: a line per URL (status, bytes, seconds) and the progress on stderr. Exit status: 0 "
-        "when every URL was fetched, 1 if any failed (a line on stderr says why), 2 for a bad command line.");
+        "Fetches each URL with one aio::ClientSession (keep-alive, redirects), concurrently.\n"
+        "One URL: the body goes to stdout. Several: a line per URL (status, bytes, seconds),\n"
+        "and the progress on stderr. Exit status: 0 when every URL was fetched, 1 if any\n"
+        "failed (a line on stderr says why), 2 for a bad command line.");
     options.arguments("URL", s.urls, "http:// URLs to fetch")
         .text("-o, --output", s.output, "FILE", "write the body to FILE ('-': stdout); one URL only")
         .flag("-v, --verbose", s.verbose, "print the request and response heads on stderr")
