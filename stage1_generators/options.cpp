@@ -146,6 +146,12 @@ OptionParser& OptionParser::output_file(const char* names, std::string& path, co
     });
 }
 
+OptionParser& OptionParser::arguments(const char* metavar, std::vector<std::string>& target, const char* help,
+                                      bool required) {
+    operands_ = Operands{metavar, help, &target, required};
+    return *this;
+}
+
 OptionParser& OptionParser::hidden() {
     if (!options_.empty()) options_.back().hidden = true;
     return *this;
@@ -203,26 +209,46 @@ OptionParser::Outcome OptionParser::try_parse(int argc, char** argv) {
                 return &options_[i];
         return nullptr;
     };
+    // getopt_long parses args[1..count): all of argv at first. Where it stops at an operand,
+    // the operand is taken and getopt_long starts afresh on what follows (the operand then
+    // stands where it expects the program's name), so options may come after operands
+    // without letting glibc reorder argv.
+    char** args = argv;
+    int count = argc;
     // How the user wrote the option just read: "-o" or "--output" (abbreviations spelled out).
     auto as_typed = [&](const Option& o) {
-        const char* arg = argv[optind - 1];
+        const char* arg = args[optind - 1];
         const bool typed_short = o.short_name && !(arg[0] == '-' && arg[1] == '-');
         return typed_short ? std::string("-") + o.short_name : "--" + o.long_name;
     };
 
     optind = 0;  // glibc: start afresh (a program, or a test, may parse more than once)
     opterr = 0;  // we say what went wrong ourselves
-    for (int code; (code = ::getopt_long(argc, argv, shorts.c_str(), longs.data(), nullptr)) != -1;) {
+    if (operands_.target) operands_.target->clear();
+    for (;;) {
+        const int code = ::getopt_long(count, args, shorts.c_str(), longs.data(), nullptr);
+        if (code == -1) {
+            if (optind >= count || !operands_.target) break;
+            if (optind > 1 && std::string_view(args[optind - 1]) == "--") {  // the rest are operands
+                while (optind < count) operands_.target->push_back(args[optind++]);
+                break;
+            }
+            operands_.target->push_back(args[optind]);
+            args += optind;
+            count -= optind;
+            optind = 0;
+            continue;
+        }
         if (code == 'h') return Outcome{Outcome::help, help_text(prog_)};
         if (code == ':') {
             const Option* o = option_of(optopt);
-            return Outcome{Outcome::error, (o ? as_typed(*o) : std::string(argv[optind - 1])) + " needs a value"};
+            return Outcome{Outcome::error, (o ? as_typed(*o) : std::string(args[optind - 1])) + " needs a value"};
         }
         if (code == '?') {
             // A known option given a value it does not take (--quick=3), or an unknown one.
             if (const Option* o = optopt ? option_of(optopt) : nullptr)
                 return Outcome{Outcome::error, as_typed(*o) + " takes no value"};
-            const std::string unknown = optopt ? std::string("-") + char(optopt) : std::string(argv[optind - 1]);
+            const std::string unknown = optopt ? std::string("-") + char(optopt) : std::string(args[optind - 1]);
             return Outcome{Outcome::error, "unknown option " + quoted(unknown) + " (or an abbreviation of several)"};
         }
         const Option& o = *option_of(code);
@@ -230,7 +256,7 @@ OptionParser::Outcome OptionParser::try_parse(int argc, char** argv) {
         if (!o.metavar.empty()) {
             // A value given as its own argument (not --opt=value or -oVALUE) that is one of
             // our options: the user most likely left the value out (--trace --quick).
-            const bool separate = optarg == argv[optind - 1];
+            const bool separate = optarg == args[optind - 1];
             if (separate && is_option_name(optarg))
                 return Outcome{Outcome::error, name + " needs a value, got the option " + quoted(optarg) +
                                                    " (if that is the value, write " + name + "=" + optarg + ")"};
@@ -239,7 +265,9 @@ OptionParser::Outcome OptionParser::try_parse(int argc, char** argv) {
         if (std::string why = o.store(optarg ? optarg : ""); !why.empty())
             return Outcome{Outcome::error, name + (why.rfind("wants ", 0) == 0 ? " " : ": ") + why};
     }
-    if (optind < argc) return Outcome{Outcome::error, "unexpected argument " + quoted(argv[optind])};
+    if (optind < count) return Outcome{Outcome::error, "unexpected argument " + quoted(args[optind])};
+    if (operands_.target && operands_.required && operands_.target->empty())
+        return Outcome{Outcome::error, "give at least one " + operands_.metavar};
     return Outcome{};
 }
 
@@ -315,11 +343,11 @@ std::string OptionParser::help_text(const std::string& prog) const {
         usage_item("[" + item + "]" + (o.repeatable ? "..." : ""));
     }
     usage_item("[--help]");
+    if (operands_.target) usage_item(operands_.required ? operands_.metavar + "..." : "[" + operands_.metavar + "...]");
     out += "\n";
     if (!description_.empty()) out += "\n" + description_ + (description_.back() == '\n' ? "" : "\n");
 
     // The options: name column, then the help, its range or default last, in brackets.
-    out += "\noptions:\n";
     // The help is wrapped at spaces to fit kLineWidth; a '\n' in it starts a new line.
     auto entry = [&](const std::string& name, const std::string& help) {
         std::string line = "  " + name;
@@ -349,6 +377,11 @@ std::string OptionParser::help_text(const std::string& prog) const {
         }
         out += line + "\n";
     };
+    if (operands_.target) {
+        out += "\narguments:\n";
+        entry(operands_.metavar, operands_.help);
+    }
+    out += "\noptions:\n";
     for (const Option& o : options_)
         if (!o.hidden) entry(display_name(o), o.range.empty() ? o.help : o.help + " (" + o.range + ")");
     entry("-h, --help", "show this help and exit");

@@ -21,7 +21,8 @@
 // Names are "--long", "-s" or "-s, --long". Values follow as the next argument or after
 // '=' (--seconds=3). A later occurrence of an option replaces an earlier one, except for
 // repeated() options, which collect every value. Arguments that are not options are
-// refused, as are abbreviations that fit more than one option.
+// refused, unless the program asks for them with arguments() (a list of URLs, say);
+// abbreviations that fit more than one option are refused too.
 #pragma once
 
 #include <concepts>
@@ -81,6 +82,12 @@ public:
     // path that cannot be written is refused before the work starts, not after.
     OptionParser& output_file(const char* names, std::string& path, const char* metavar, const char* help);
 
+    // The arguments that are not options (operands, as POSIX calls them: `fetch URL...`),
+    // in order, wherever they stand among the options; after "--" everything is one.
+    // `required`: at least one must be given. Without this, such arguments are refused.
+    OptionParser& arguments(const char* metavar, std::vector<std::string>& target, const char* help,
+                            bool required = true);
+
     // The option declared last is left out of --help (options a program passes to itself).
     OptionParser& hidden();
     // The option declared last accepts an empty value ("" or --opt=).
@@ -135,6 +142,11 @@ private:
 
     std::string description_;
     std::string epilog_;
+    struct Operands {
+        std::string metavar, help;
+        std::vector<std::string>* target = nullptr;
+        bool required = false;
+    } operands_;
     std::vector<Option> options_;
     std::string prog_ = "program";
 };

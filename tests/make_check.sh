@@ -54,6 +54,11 @@ for stage in stage*_*/; do
         name=$(basename "$bench" .cpp)
         programs="$programs $bin/$name"
     done
+    for tool in "$stage"/*_main.cpp; do
+        [ -f "$tool" ] || continue
+        name=$(basename "$tool" _main.cpp)
+        programs="$programs $bin/$name"
+    done
     # shellcheck disable=SC2086  # a list of paths without spaces
     question "$stage" $programs
 done

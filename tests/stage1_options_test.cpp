@@ -233,3 +233,28 @@ TEST_CASE("options: a mistake in the declarations is the programmer's, and is th
     CHECK_THROWS_AS(p.flag("--help", b, ""), std::invalid_argument);
     CHECK_THROWS_AS(p.flag("a", b, ""), std::invalid_argument);
 }
+
+TEST_CASE("options: arguments() collects operands wherever they stand; '--' ends the options", "[stage1][options]") {
+    std::vector<std::string> urls, headers;
+    bool verbose = false;
+    aio::OptionParser parser("Fetches URLs.");
+    parser.arguments("URL", urls, "what to fetch")
+        .flag("-v", verbose, "say more")
+        .repeated("-H", headers, "FIELD", "a header");
+    Argv a({"http://a/", "-v", "http://b/", "-H", "X: 1", "--", "-H", "http://c/"});
+    CHECK(parser.try_parse(a.argc(), a.argv()).kind == Outcome::proceed);
+    CHECK(urls == std::vector<std::string>{"http://a/", "http://b/", "-H", "http://c/"});
+    CHECK(verbose);
+    CHECK(headers == std::vector<std::string>{"X: 1"});
+    const std::string help = parser.help_text("fetch");
+    CHECK(help.find("[--help] URL...") != std::string::npos);
+    CHECK(help.find("arguments:\n  URL") != std::string::npos);
+
+    Argv none({"-v"});
+    Outcome missing = parser.try_parse(none.argc(), none.argv());
+    CHECK(error_of(missing) == "give at least one URL");
+
+    // Without arguments(), an operand is still refused.
+    Demo d;
+    CHECK(error_of(d.parse({"--quick", "extra"})) == "unexpected argument 'extra'");
+}
