@@ -154,16 +154,21 @@ void SelectorEventLoop::write_to_self() {
 
 // Drain the pipe: zeros were only wake-ups; other bytes are signals that arrived.
 void SelectorEventLoop::read_from_self() {
-    // First: a thread posting from now on writes a new zero (at worst, one wake-up too many).
-    wakeup_pending_.store(false);
     unsigned char buf[256];
     for (;;) {
         ssize_t n = ::recv(self_reader_.fileno(), buf, sizeof buf, 0);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;  // EAGAIN: drained
+        if (n <= 0) break;  // EAGAIN: drained
         for (ssize_t i = 0; i < n; ++i)
             if (buf[i] != 0) handle_signal(buf[i]);
     }
+    // Only now may posting threads write a new zero. Cleared before the drain, the flag let
+    // a thread write its zero into the pipe we were draining: we read it, the flag stayed
+    // set, and no thread wrote again: the loop slept through every later post (a test with
+    // four posting threads stalled one run in five). A thread that finds the flag still set
+    // queued its callback first, under the mutex; the exchange (not a plain store) makes
+    // that queueing visible to take_threadsafe_ready, which runs after us.
+    wakeup_pending_.exchange(false);
 }
 // [/docs:write_to_self]
 
