@@ -58,6 +58,14 @@ std::string default_chart_path() {
     return dir.substr(0, dir.rfind('/')) + "/stage5_threads_vs_asyncio.svg";
 }
 
+// `path` relative to the current directory when it is below it (build/...), else as it is.
+std::string shown(const std::string& path) {
+    char buf[4096];
+    if (!::getcwd(buf, sizeof buf)) return path;
+    const std::string cwd = std::string(buf) + "/";
+    return path.rfind(cwd, 0) == 0 ? path.substr(cwd.size()) : path;
+}
+
 std::optional<int> parse_options(int argc, char** argv, Options& o) {
     aio::OptionParser options(
         "The articles' HTTP measurements, on the course's clients against its httpbin (run on\n"
@@ -301,7 +309,7 @@ Coroutine<> part4(const aio::ServerThread& server, const Options& o) {
     std::snprintf(title, sizeof title, "Threading (%zu threads) vs asyncio, %.3f s a request", workers, d);
     try {
         aio::write_svg(aio::threads_vs_asyncio_chart(rows, title), o.chart);
-        std::printf("   The chart: %s\n", o.chart.c_str());
+        std::printf("   The chart: %s\n", shown(o.chart).c_str());
     } catch (const std::exception& e) {
         std::printf("   !! %s\n", e.what());
     }
@@ -406,8 +414,10 @@ Coroutine<int> demo(Options o) {
         "  - Threads help as far as there are threads: a pool of W runs W requests at a time, and\n"
         "    N take N / W rounds. run_in_executor is that pool, called from the loop: the way to use\n"
         "    a blocking library from asyncio, not a way to make it scale.\n"
-        "  - asyncio's limit is the pool's (%s connections, aiohttp's default 100): --limit 0 lifts it.\n",
-        o.limit ? std::to_string(o.limit).c_str() : "here unlimited");
+        "  - asyncio's limit is the pool's (%s): --limit 0 lifts it.\n",
+        o.limit == 100 ? "100 connections, aiohttp's default"
+        : o.limit      ? (std::to_string(o.limit) + " connections here").c_str()
+                       : "none here");
     if (claims_failed)
         std::printf("\n%d of the claims above did not hold in this run: the figures are what they are.\n",
                     claims_failed);
