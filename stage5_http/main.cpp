@@ -226,7 +226,8 @@ Coroutine<> part2(const aio::ServerThread& server, const Options& o) {
     std::printf("\n== 2. %d requests with the blocking client: one after another, then through run_in_executor ==\n"
                 "   each is GET %s.  The article: 0.83 s blocking, 0.31 s through run_in_executor.\n",
                 n, delay_path(d).c_str());
-    std::function<Timing(RunControl*)> sequential = [url, n](RunControl* c) { return aio::get_sequentially(url, n, c); };
+    // (n is a constant: the lambda uses its value without capturing it)
+    std::function<Timing(RunControl*)> sequential = [url](RunControl* c) { return aio::get_sequentially(url, n, c); };
     Timing seq = co_await blocking(std::move(sequential), "one after another", n);
     check(seq, "one after another");
     auto control = std::make_shared<RunControl>();
@@ -250,7 +251,8 @@ Coroutine<> part3(const aio::ServerThread& server, const Options& o) {
     std::printf("\n== 3. Three slow requests (GET %s), synchronously, then asynchronously ==\n"
                 "   The article: three /delay/3, 11.4 s synchronously, about 4 s asynchronously.\n",
                 delay_path(d).c_str());
-    std::function<Timing(RunControl*)> sequential = [url, n](RunControl* c) { return aio::get_sequentially(url, n, c); };
+    // (n is a constant: the lambda uses its value without capturing it)
+    std::function<Timing(RunControl*)> sequential = [url](RunControl* c) { return aio::get_sequentially(url, n, c); };
     Timing seq = co_await blocking(std::move(sequential), "synchronously", n);
     check(seq, "synchronously");
     Timing conc = co_await gathered(url, n, std::size_t(o.limit), "asynchronously");
