@@ -308,7 +308,7 @@ Coroutine<> part4(const aio::ServerThread& server, const Options& o) {
     }
     // The chart.
     char title[160];
-    std::snprintf(title, sizeof title, "Threading (%zu threads) vs asyncio, %.3f s a request", workers, d);
+    std::snprintf(title, sizeof title, "Threading (%zu threads) vs asyncio, %g s a request", workers, d);
     try {
         aio::write_svg(aio::threads_vs_asyncio_chart(rows, title), o.chart);
         std::printf("   The chart: %s\n", shown(o.chart).c_str());
