@@ -394,10 +394,10 @@ int main(int argc, char** argv) {
         if (!s) return "n/a";
         return bench::fmt((*s - o.delay) * 1000, "%.1f");
     };
-    std::printf("\nN concurrent GET /delay/%s: total seconds (overhead above %s s, in ms), median of %d runs\n",
+    std::printf("\nN concurrent GET /delay/%s: total seconds, and +ms: the overhead above %s s; median of %d runs\n",
                 delay_text, delay_text, o.runs);
-    bench::Table table({{"N"}, {"ours"}, {"(ms)"}, {"python-threads"}, {"(ms)"}, {"python-aiohttp"}, {"(ms)"},
-                        {"aiohttp/ours overhead"}});
+    bench::Table table({{"N", 5}, {"ours", 8}, {"+ms", 7}, {"python-threads", 15}, {"+ms", 7}, {"python-aiohttp", 15},
+                        {"+ms", 7}, {"aiohttp/ours +ms", 17}});
     for (int n : *counts) {
         auto ours = get(n, "ours"), threads = get(n, "python-threads"), aiohttp = get(n, "python-aiohttp");
         std::optional<double> ours_over, aiohttp_over;
