@@ -7,8 +7,9 @@
 // With no URL it starts the course's httpbin (web_httpbin.hpp) on 127.0.0.1, an ephemeral
 // port, on an event loop of its own in a second thread, and crawls its /site/ (300 linked
 // pages and an index). Progress goes to stderr; the summary to stdout: pages, errors,
-// redirects, bytes, seconds and pages per second. Exit status: 0 when the crawl ran (pages
-// that failed are counted, not fatal), 1 when it could not run, 2 for a bad command line.
+// redirects, bytes, seconds and pages per second. Exit status: 0 when the crawl fetched at
+// least one page (pages that failed are counted, not fatal), 1 when none could be fetched (the
+// root failed) or the crawl could not run, 2 for a bad command line.
 #include <unistd.h>
 
 #include <cstdio>
@@ -129,7 +130,7 @@ aio::Coroutine<int> crawl(std::string root, Settings s) {
                 crawler.root().str().c_str(), crawler.pages(), crawler.errors(), crawler.redirects(), crawler.dropped(),
                 static_cast<unsigned long long>(crawler.bytes()), seconds,
                 seconds > 0 ? double(crawler.done().size()) / seconds : 0.0);
-    co_return 0;
+    co_return crawler.pages() > 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -142,7 +143,8 @@ int main(int argc, char** argv) {
         "redirects followed, until no URL is left. With no URL, crawls the course's built-in site\n"
         "(httpbin's /site/, 301 pages), served on 127.0.0.1 by a second thread. Links are found\n"
         "by a simplified scanner: href=\"...\" and href='...' anywhere in an HTML page.\n"
-        "Prints pages, errors, bytes, seconds and pages/s; progress on stderr.");
+        "Prints pages, errors, bytes, seconds and pages/s; progress on stderr. Exit status: 0 when\n"
+        "at least one page was fetched, 1 when none could be (the root failed), 2 for a bad command line.");
     options.arguments("URL", s.urls, "the root to crawl (none: the built-in site)", false)
         .integer("--workers", s.workers, 1, 1000, "N", "worker tasks: pages fetched at once (the chapter's max_tasks)")
         .integer("--max-pages", s.max_pages, 1L, 10000000L, "N", "URLs accepted into the crawl, the root included")

@@ -177,7 +177,7 @@ std::optional<Run> crawl_program(std::vector<std::string> args) {
     return run;
 }
 
-TEST_CASE("crawl: --help, a small run of the built-in site, a bad command line", "[stage5][crawler]") {
+TEST_CASE("crawl: --help, a small run of the built-in site, a root that fails, bad command lines", "[stage5][crawler]") {
     auto help = crawl_program({"--help"});
     if (!help) return;
     CHECK(help->status == 0);
@@ -188,6 +188,15 @@ TEST_CASE("crawl: --help, a small run of the built-in site, a bad command line",
     CHECK(quick->status == 0);
     CHECK(quick->out.find(": 50 pages, 0 errors") != std::string::npos);
     CHECK(quick->err.find("crawling http://127.0.0.1:") != std::string::npos);
+
+    aio::Socket unused = net_test_support::listening_socket();
+    const std::string refused = "http://127.0.0.1:" + std::to_string(unused.getsockname().port()) + "/";
+    unused.close();
+    auto nothing = crawl_program({refused});
+    REQUIRE(nothing);
+    CHECK(nothing->status == 1);  // the root could not be fetched
+    CHECK(nothing->out.find(": 0 pages, 1 errors") != std::string::npos);
+    CHECK(nothing->err.find(refused + ": cannot connect") != std::string::npos);
 
     auto bad = crawl_program({"--max-pages", "0"});
     REQUIRE(bad);
