@@ -124,6 +124,14 @@ struct ServerChild {
     ServerChild& operator=(const ServerChild&) = delete;
     ~ServerChild() { stop(); }
     // SIGINT, then up to 5 s for it to end (then SIGKILL); its exit status.
+    // Still running? (Something else may have stopped it: the runs after that are skipped.)
+    bool alive() {
+        int status = 0;
+        if (pid <= 0) return false;
+        if (::waitpid(pid, &status, WNOHANG) != pid) return true;
+        pid = -1;
+        return false;
+    }
     int stop() {
         if (pid <= 0) return -1;
         ::kill(pid, SIGINT);
@@ -316,7 +324,12 @@ int main(int argc, char** argv) {
     if (auto status = parse_args(argc, argv, o, options)) return *status;
     if (!o.client_url.empty()) {
         if (o.client_count < 1) return options.usage_error("--client needs --count N");
-        return aio::run(measure_ours(o.client_url, o.delay, o.client_count), aio::new_selector_event_loop);
+        try {
+            return aio::run(measure_ours(o.client_url, o.delay, o.client_count), aio::new_selector_event_loop);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "bench_http_client --client: %s\n", e.what());
+            return 1;
+        }
     }
     const std::optional<std::vector<int>> counts = parse_counts(o.counts);
     if (!counts) return options.usage_error("--counts wants counts from 1 to 20000, comma-separated (100,500), got '" +
@@ -361,9 +374,16 @@ int main(int argc, char** argv) {
     // Round after round, each count, each client in turn: a burst of load from elsewhere
     // hits every client alike instead of whichever was being measured.
     std::map<int, std::map<std::string, std::vector<double>>> runs;  // count -> variant -> seconds
-    for (int round = 1; round <= o.runs; ++round)
+    bool server_gone = false;
+    for (int round = 1; round <= o.runs && !server_gone; ++round)
         for (int n : *counts)
             for (const Variant& v : clients) {
+                if (!server.alive()) {
+                    if (!server_gone)
+                        bench::progress("httpbin has ended (stopped from outside?): the remaining runs are skipped\n");
+                    server_gone = true;
+                    break;
+                }
                 bench::progress("run %d/%d, %s, %d concurrent: ", round, o.runs, v.name.c_str(), n);
                 std::vector<std::string> argv = v.argv;
                 argv.insert(argv.end(), {"--delay", delay_text});
@@ -372,8 +392,9 @@ int main(int argc, char** argv) {
                                 run.note.c_str());
                 if (run.seconds) runs[n][v.name].push_back(*run.seconds);
             }
+    const bool was_alive = server.alive();
     const int status = server.stop();
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    if (was_alive && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
         bench::progress("httpbin did not exit 0 after SIGINT (status %d)\n", status);
 
     std::map<int, std::map<std::string, double>> medians;
@@ -394,8 +415,9 @@ int main(int argc, char** argv) {
         if (!s) return "n/a";
         return bench::fmt((*s - o.delay) * 1000, "%.1f");
     };
-    std::printf("\nN concurrent GET /delay/%s: total seconds, and +ms: the overhead above %s s; median of %d runs\n",
-                delay_text, delay_text, o.runs);
+    const std::string of_runs = server_gone ? "of the runs done before httpbin ended" : "of " + std::to_string(o.runs) + " runs";
+    std::printf("\nN concurrent GET /delay/%s: total seconds, and +ms: the overhead above %s s; median %s\n", delay_text,
+                delay_text, of_runs.c_str());
     bench::Table table({{"N", 5}, {"ours", 8}, {"+ms", 7}, {"python-threads", 15}, {"+ms", 7}, {"python-aiohttp", 15},
                         {"+ms", 7}, {"aiohttp/ours +ms", 17}});
     for (int n : *counts) {
