@@ -73,6 +73,8 @@ int main(int argc, char** argv) {
                    "seconds a client has to send a request's head (against slowloris)");
     options.number("--keepalive-timeout", s.config.keepalive_timeout, 0.001, 3600, "S",
                    "seconds an idle keep-alive connection is kept");
+    options.integer("--backlog", s.config.backlog, 1, 65535, "N",
+                    "the listen queue: connections the kernel holds until accepted");
     options.number("--shutdown-timeout", s.shutdown_timeout, 0, 3600, "S",
                    "on SIGINT/SIGTERM, seconds the requests in flight have to finish");
     options.epilog("Example:\n  ./build/bin/httpbin --port 0 &\n  curl http://127.0.0.1:<port>/get");

@@ -193,6 +193,9 @@ Coroutine<> malformed_scenario(Malformed m) {
     bool closed = co_await client.closed_within(3.0);
     REQUIRE(closed);
     REQUIRE(*counted.calls == 0);  // no handler saw it
+    // Done with it: the server lingers on it until we close (or for lingering_timeout),
+    // and its shutdown below would wait that long.
+    client.socket().close();
 
     // The server goes on serving everyone else.
     RawClient other = co_await RawClient::connect(server->port());
@@ -249,6 +252,7 @@ Coroutine<> body_limit_in_coroutine_scenario() {
     bool closed = co_await client.closed_within(3.0);
     REQUIRE(closed);
     REQUIRE(*counted.calls == 1);
+    client.socket().close();  // or the server lingers on it, and its shutdown waits
     co_await server->shutdown(1.0);
 }
 
@@ -296,6 +300,7 @@ Coroutine<> continue_scenario() {
     REQUIRE(refused->header("Connection") == "close");
     bool closed = co_await client.closed_within(3.0);
     REQUIRE(closed);
+    client.socket().close();  // or the server lingers on it, and its shutdown waits
     co_await server->shutdown(1.0);
 }
 
