@@ -14,18 +14,16 @@
 
 #include <cstdio>
 #include <exception>
-#include <future>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "stage1_generators/options.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage4_sockets/selector_events.hpp"
 #include "stage5_http/crawler.hpp"
+#include "stage5_http/server_thread.hpp"
 #include "stage5_http/web_httpbin.hpp"
-#include "stage5_http/web_server.hpp"
 
 namespace {
 
@@ -36,66 +34,6 @@ struct Settings {
     bool quick = false;
     bool verbose = false;
     double timeout = 10;
-};
-
-// The built-in httpbin on its own loop in a second thread, so that the crawler's loop
-// only crawls. The only thing that crosses threads is the stop request, through
-// call_soon_threadsafe, as the course's rules want.
-class ServerThread {
-public:
-    ServerThread() {
-        std::future<Started> started = started_.get_future();
-        thread_ = std::thread([this] { run(); });
-        try {
-            started_info_ = started.get();  // rethrows if the server could not start
-        } catch (...) {
-            thread_.join();
-            throw;
-        }
-    }
-    ~ServerThread() {
-        try {
-            StopFuture stop = started_info_.stop;
-            started_info_.loop->call_soon_threadsafe([stop] {
-                if (!stop->done()) stop->set_result();
-            });
-        } catch (const std::exception&) {
-            // the loop has already ended (the server failed): nothing to stop
-        }
-        thread_.join();
-    }
-    int port() const { return started_info_.port; }
-
-private:
-    using StopFuture = aio::Future<>*;  // owned by serve(), which waits on it until it is set
-    struct Started {
-        int port = 0;
-        aio::EventLoop* loop = nullptr;
-        StopFuture stop = nullptr;
-    };
-
-    void run() {
-        bool told = false;
-        try {
-            aio::run(serve(&told), aio::new_selector_event_loop);
-        } catch (...) {
-            if (!told) started_.set_exception(std::current_exception());
-        }
-    }
-    aio::Coroutine<int> serve(bool* told) {
-        aio::Ref<aio::HttpServer> server = aio::make_ref<aio::HttpServer>(aio::httpbin_router());
-        co_await server->start("127.0.0.1", 0);
-        aio::Ref<aio::Future<>> stop = aio::create_future();
-        started_.set_value(Started{server->port(), &aio::get_running_loop(), stop.get()});
-        *told = true;
-        co_await stop;
-        co_await server->shutdown(1.0);
-        co_return 0;
-    }
-
-    std::promise<Started> started_;
-    Started started_info_;
-    std::thread thread_;
 };
 
 aio::Coroutine<int> crawl(std::string root, Settings s) {
@@ -163,11 +101,12 @@ int main(int argc, char** argv) {
         }
     }
     try {
-        std::optional<ServerThread> server;
+        // The built-in site on its own loop in a second thread, so that our loop only crawls.
+        std::optional<aio::ServerThread> server;
         std::string root;
         if (s.urls.empty()) {
-            server.emplace();
-            root = "http://127.0.0.1:" + std::to_string(server->port()) + "/site/";
+            server.emplace(aio::httpbin_router());
+            root = server->url("/site/");
             std::fprintf(stderr, "the built-in site: httpbin on 127.0.0.1:%d, in a thread\n", server->port());
         } else {
             root = s.urls[0];
