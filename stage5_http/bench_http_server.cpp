@@ -82,7 +82,6 @@ aio::Coroutine<int> serve_hello() {
     config.backlog = 4096;  // wrk -c1000 connects all at once
     aio::Ref<aio::HttpServer> server = aio::make_ref<aio::HttpServer>(std::move(router), config);
     co_await server->start("127.0.0.1", 0);
-    // [/docs:bench_hello]
     std::printf("%d\n", server->port());
     std::fflush(stdout);
     aio::Ref<aio::Future<>> stop = aio::create_future();
@@ -95,6 +94,7 @@ aio::Coroutine<int> serve_hello() {
     co_await server->shutdown(1.0);
     co_return 0;
 }
+// [/docs:bench_hello]
 
 // ------------------------------------------------------------- ours: the load generator
 
