@@ -552,7 +552,7 @@ Coroutine<std::string> RequestHandler::read_body_chunk() {
 }
 
 void RequestHandler::start_stream(const Response& head) {
-    if (lost_) throw ConnectionResetError(0, "StreamResponse.prepare(): the client closed the connection");
+    if (client_gone()) throw ConnectionResetError(0, "StreamResponse.prepare(): the client closed the connection");
     if (phase_ != Phase::running) throw RuntimeError("StreamResponse.prepare(): the exchange is over");
     if (stream_started_) throw RuntimeError("StreamResponse.prepare() called twice");
     // An HTTP/1.0 client knows no chunked coding: the body runs until we close.
@@ -566,7 +566,7 @@ void RequestHandler::start_stream(const Response& head) {
 }
 
 void RequestHandler::write_stream(std::string_view data) {
-    if (lost_) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
+    if (client_gone()) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
     if (!stream_started_ || stream_ended_) throw RuntimeError("StreamResponse.write() before prepare() or after write_eof()");
     if (is_head_ || data.empty()) return;
     if (!stream_chunked_) {
@@ -593,12 +593,20 @@ void RequestHandler::end_stream() {
 
 Coroutine<> RequestHandler::drain() {
     Ref<RequestHandler> self(this);
-    while (writing_paused_ && !lost_) {
+    while (writing_paused_ && !client_gone()) {
         Ref<Future<>> waiter = create_future(*loop_);
         drain_waiter_ = waiter;
         co_await waiter;
     }
-    if (lost_) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
+    if (client_gone()) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
 }
+
+// The client has gone, or is going: a send failed (a reset) and the transport is closing,
+// though its connection_lost, a callback, has not run yet. A handler that writes in a loop
+// must hear it now: drain() does not suspend unless the buffer is full, and writes into a
+// closing transport are dropped without filling it, so a handler streaming without pause
+// would otherwise never yield to the loop, and never learn (asyncio's drain() yields once
+// for the same reason).
+bool RequestHandler::client_gone() const noexcept { return lost_ || !transport_ || transport_->is_closing(); }
 
 }  // namespace aio

@@ -118,6 +118,7 @@ private:
     void write_stream(std::string_view data);
     void end_stream();
     Coroutine<> drain();
+    bool client_gone() const noexcept;
     void wake(Ref<Future<>>& waiter);
 
     Ref<HttpServer> server_;
