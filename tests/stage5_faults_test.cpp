@@ -17,6 +17,7 @@
 #include "stage5_http/web_httpbin.hpp"
 #include "stage5_http/web_server.hpp"
 #include "stage5_http/web_stream_response.hpp"
+#include "tests/child_process.hpp"
 #include "tests/net_test_support.hpp"
 #include "tests/scripted_peer.hpp"
 #include "tests/server_test_support.hpp"
@@ -640,4 +641,54 @@ NET_TEST_CASE("faults: a name that does not resolve, a refused port: ClientConne
     INFO(e);
     CHECK((e.starts_with("ClientConnectorError: cannot connect to host no-such-host.invalid:80") ||
            e.starts_with("TimeoutError")));  // (a machine whose resolver does not answer)
+}
+
+// ----------------------------------------------------------------------------- the programs
+
+namespace {
+
+struct Run {
+    int status;
+    std::string out, err;
+};
+
+// Runs build/bin/<name> with `args`; nullopt (after a warning) if it is not built.
+std::optional<Run> run_program(const std::string& name, std::vector<std::string> args) {
+    const std::string program = child_process::course_program(name);
+    if (program.empty()) {
+        WARN("build/bin/" << name << " is not built (run make): its tests are skipped");
+        return std::nullopt;
+    }
+    args.insert(args.begin(), program);
+    child_process::Child child(args);
+    Run run;
+    run.status = child.finish(20, run.out, run.err);
+    return run;
+}
+
+}  // namespace
+
+NET_TEST_CASE("faults: fetch refuses a method that is not a token and an unwritable -o, saying why", "[stage5][faults][fetch]") {
+    auto method = run_program("fetch", {"-X", "GE T", "http://127.0.0.1:1/"});
+    if (!method) return;
+    INFO(method->err);
+    CHECK(method->status == 2);
+    CHECK(method->err.find("-X wants a method name") != std::string::npos);
+    auto output = run_program("fetch", {"-o", "/nonexistent-dir/x", "http://127.0.0.1:1/"});
+    INFO(output->err);
+    CHECK(output->status == 2);
+    CHECK(output->err.find("No such file or directory") != std::string::npos);
+}
+
+NET_TEST_CASE("faults: httpbin on a port in use says so, with a hint; --help", "[stage5][faults][httpbin]") {
+    aio::Socket taken = listening_socket();
+    auto busy = run_program("httpbin", {"--port", std::to_string(taken.getsockname().port())});
+    if (!busy) return;
+    INFO(busy->err);
+    CHECK(busy->status == 1);
+    CHECK(busy->err.find("Address already in use") != std::string::npos);
+    CHECK(busy->err.find("pick another --port") != std::string::npos);
+    auto help = run_program("httpbin", {"--help"});
+    CHECK(help->status == 0);
+    CHECK(help->out.find("--port") != std::string::npos);
 }
