@@ -156,7 +156,12 @@ void RequestHandler::on_end_of_message() {
     switch (phase_) {
     case Phase::body: call_plain_handler(); break;
     case Phase::running: wake(body_waiter_); break;
-    case Phase::discard: phase_ = Phase::idle; break;
+    case Phase::discard:
+        phase_ = Phase::idle;
+        // Its answer went out before the shutdown began, saying keep-alive: now idle, the
+        // connection is one that shutdown closes at once, not one to wait for.
+        if (shutting_down_) begin_shutdown();
+        break;
     default: break;
     }
 }

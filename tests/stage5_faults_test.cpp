@@ -390,6 +390,64 @@ NET_TEST_CASE("faults: httpbin's endpoints given nonsense answer 4xx and keep th
     run_on("epoll", httpbin_nonsense_scenario());
 }
 
+// ------------------------------------------------------------------ the server: shutdown
+
+namespace {
+
+// Shutdown while a slow client is in the middle of a head and a /delay is in flight: the
+// /delay answers (saying close), the half head is cut off at the shutdown's timeout.
+Coroutine<> shutdown_mid_request_scenario() {
+    Ref<aio::HttpServer> server = co_await start_server(aio::httpbin_router());
+    RawClient slow = co_await RawClient::connect(server->port());
+    co_await slow.send("GET /get HTTP/1.1\r\nHost: t\r\nX-Half: ");
+    RawClient delayed = co_await RawClient::connect(server->port());
+    co_await delayed.send(get("/delay/0.2"));
+    co_await aio::sleep(0.05);
+    const double start = now();
+    auto stopping = aio::create_task(server->shutdown(0.6));
+    std::optional<Reply> answer = co_await delayed.response();
+    REQUIRE(answer->status == 200);
+    REQUIRE(answer->header("Connection") == "close");
+    co_await stopping;
+    REQUIRE(now() - start < 2.0);
+    REQUIRE(server->open_connections() == 0);
+    bool closed = co_await slow.closed_within(1.0);
+    REQUIRE(closed);
+}
+
+// Shutdown while the connection drops the rest of a body its handler did not read (it
+// answered first, keeping the connection): once the body has arrived, the connection is
+// idle, and it closes then, not at the shutdown's timeout.
+Coroutine<> shutdown_while_discarding_scenario() {
+    aio::Router router;
+    router.add_post("/early", [](Request&) -> Coroutine<Response> { co_return Response::text("early"); });
+    Ref<aio::HttpServer> server = co_await start_server(std::move(router));
+    RawClient client = co_await RawClient::connect(server->port());
+    co_await client.send("POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    std::optional<Reply> answer = co_await client.response();
+    REQUIRE(answer->body == "early");
+    REQUIRE(answer->keep_alive);
+    auto stopping = aio::create_task(server->shutdown(5.0));
+    co_await aio::sleep(0.05);
+    const double start = now();
+    co_await client.send("defghij");  // the rest of the body
+    bool closed = co_await client.closed_within(2.0);
+    REQUIRE(closed);
+    co_await stopping;
+    REQUIRE(now() - start < 1.0);
+}
+
+}  // namespace
+
+NET_TEST_CASE("faults: shutdown while a client is mid-head and a /delay is in flight", "[stage5][faults][server][shutdown]") {
+    run_on("epoll", shutdown_mid_request_scenario());
+}
+
+NET_TEST_CASE("faults: shutdown while a connection drops an unread body closes it once the body is in",
+              "[stage5][faults][server][shutdown]") {
+    run_on("epoll", shutdown_while_discarding_scenario());
+}
+
 // ----------------------------------------------------------------------------- the client
 
 namespace {
