@@ -219,6 +219,42 @@ NET_TEST_CASE("faults: a thousand connections made and dropped at once, every wa
     run_on("epoll", many_connections_scenario(), 30.0);
 }
 
+// ------------------------------------------------------------ the server: handlers that throw
+
+namespace {
+
+// Handlers that throw what is not a std::exception: a 500, reported, the connection kept.
+Coroutine<> non_std_throw_scenario() {
+    aio::Router router;
+    router.add_get("/int", [](Request&) -> Response { throw 42; });
+    router.add_get("/int-later", [](Request&) -> Coroutine<Response> {
+        co_await aio::sleep(0.01);
+        throw 42;
+    });
+    router.add_get("/ok", [](Request&) { return Response::text("ok"); });
+    Ref<aio::HttpServer> server = co_await start_server(std::move(router));
+    Reports reports;
+    RawClient client = co_await RawClient::connect(server->port());
+    for (const char* target : {"/int", "/int-later"}) {
+        co_await client.send(get(target));
+        std::optional<Reply> r = co_await client.response();
+        REQUIRE(r->status == 500);
+        REQUIRE(r->keep_alive);
+    }
+    co_await client.send(get("/ok"));
+    std::optional<Reply> ok = co_await client.response();
+    REQUIRE(ok->body == "ok");
+    REQUIRE(reports.messages->size() == 2);
+    co_await server->shutdown(1.0);
+}
+
+}  // namespace
+
+NET_TEST_CASE("faults: handlers that throw a non-std exception give a 500, and the connection goes on",
+              "[stage5][faults][server]") {
+    run_on("epoll", non_std_throw_scenario());
+}
+
 // ------------------------------------------------------------ the server: requests at a limit
 
 namespace {
@@ -685,6 +721,42 @@ NET_TEST_CASE("faults: an HTTP/1.1 body without framing runs to the close; that 
         co_return got;
     };
     CHECK(aio::run(scenario(peer.url("/")), aio::new_selector_event_loop) == "200 abcdef");
+}
+
+// Answers no client asked for: a 101 Switching Protocols to a plain GET (returned as it is,
+// with no body: what follows is not HTTP, and the connection is not reused), and an endless
+// stream of 100 Continue (bounded by the total timeout). No connection is left lent out or
+// pooled.
+NET_TEST_CASE("faults: a 101 nobody asked for, and a flood of 1xx answers", "[stage5][faults][client]") {
+    ScriptedPeer peer([](PeerConnection& c) {
+        std::optional<std::string> req = c.read_request();
+        if (!req) return;
+        if (req->starts_with("GET /switch")) {
+            c.send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nnot http");
+            c.pause(2000);
+            return;
+        }
+        for (int i = 0; i < 2000 && c.send("HTTP/1.1 100 Continue\r\n\r\n"); ++i) c.pause(1);
+    });
+    auto scenario = [](std::string switch_url, std::string flood_url) -> Coroutine<std::vector<std::string>> {
+        ClientSession session(aio::ClientSessionOptions{.timeout = aio::ClientTimeout{.total = 0.5}});
+        std::vector<std::string> errors;
+        std::string switched = co_await fetch(session, switch_url);  // (what follows is not read as a body)
+        errors.push_back(switched);
+        std::string e;
+        e = co_await error_of(fetch(session, flood_url));
+        errors.push_back(e);
+        REQUIRE(session.connector().in_use() == 0);
+        REQUIRE(session.connector().idle_count() == 0);
+        co_await session.close();
+        co_return errors;
+    };
+    std::vector<std::string> errors =
+        aio::run(scenario(peer.url("/switch"), peer.url("/flood")), aio::new_selector_event_loop);
+    INFO(errors[0]);
+    CHECK(errors[0] == "101 ");
+    INFO(errors[1]);
+    CHECK(errors[1].starts_with("TimeoutError: total timeout of 0.5 s expired"));
 }
 
 NET_TEST_CASE("faults: a name that does not resolve, a refused port: ClientConnectorError", "[stage5][faults][client]") {
