@@ -307,6 +307,16 @@ Coroutine<> limits_scenario() {
                                  "ffffffffffffffff\r\nxyz");
     REQUIRE(s == "413 close");
 
+    // A chunk extension of a megabyte; a thousand trailer fields (llhttp's and aiohttp's
+    // unbounded chunk extensions and trailers were denial-of-service bugs).
+    s = co_await status_of(port, "POST /read HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "3;ext=" + std::string(1 << 20, 'x') + "\r\nabc\r\n0\r\n\r\n");
+    REQUIRE(s.substr(0, 1) == "4");
+    REQUIRE(s.find("close") != std::string::npos);
+    s = co_await status_of(port, "POST /read HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "3\r\nabc\r\n0\r\n" + many + "\r\n");
+    REQUIRE(s == "431 close");
+
     // Expect: 100-continue with a body over the limit: 413 at once, and no 100 first.
     RawClient expecting = co_await RawClient::connect(port);
     co_await expecting.send("POST /read HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n");
