@@ -575,6 +575,28 @@ Coroutine<> cancel_everywhere_scenario() {
     }
     INFO("finished after " << finished_after << " passes");
     REQUIRE(finished_after > 5);
+
+    // With limit=1, a second request waits for the first's connection; cancelled at each
+    // pass, it is cancelled while waiting, or just after the slot was handed to it, or
+    // while using it: the slot is never lost (the third request would wait forever).
+    ClientSession one(aio::ClientSessionOptions{.limit = 1});
+    for (int passes = 0; passes < 60; ++passes) {
+        auto first = aio::create_task(fetch(one, base(server) + "/get"));
+        auto second = aio::create_task(fetch(one, base(server) + "/get"));
+        for (int i = 0; i < passes && !second->done(); ++i) co_await aio::sleep(0);
+        second->cancel();
+        std::string got = co_await first;
+        REQUIRE(got.starts_with("200"));
+        try {
+            co_await second;
+        } catch (const aio::CancelledError&) {
+        }
+        INFO("the second cancelled after " << passes << " passes");
+        REQUIRE(one.connector().in_use() == 0);
+        std::string third = co_await aio::wait_for(fetch(one, base(server) + "/status/204"), 2.0);
+        REQUIRE(third.starts_with("204"));
+    }
+    co_await one.close();
     std::string again = co_await fetch(session, base(server) + "/status/203");
     REQUIRE(again.starts_with("203"));
     co_await session.close();
