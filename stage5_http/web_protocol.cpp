@@ -432,7 +432,8 @@ void RequestHandler::wake(Ref<Future<>>& waiter) {
 // idle, the next request's first byte (keepalive_timeout); a head under way, its end, at
 // header_timeout after its first byte (slowloris: a head sent one byte every few seconds
 // is cut off after header_timeout in all, however its bytes are spaced); a body, its next
-// bytes; a running handler, nothing (its own business).
+// bytes, also while a coroutine handler waits for them; a running handler otherwise,
+// nothing (its own business).
 void RequestHandler::update_deadline() {
     if (lost_) return;
     const ServerConfig& config = server_->config();
@@ -447,7 +448,9 @@ void RequestHandler::update_deadline() {
         break;
     case Phase::body:
     case Phase::discard: set_deadline(loop_->time() + config.header_timeout); break;
-    case Phase::running: set_deadline(0); break;
+    case Phase::running:
+        set_deadline(waiting_for_body() ? loop_->time() + config.header_timeout : 0);
+        break;
     case Phase::closing: break;  // lingering has its own deadline
     }
 }
@@ -503,9 +506,17 @@ void RequestHandler::timed_out() {
         return;
     }
     case Phase::closing: transport_->abort(); return;  // lingered long enough
-    case Phase::running: return;
+    case Phase::running:
+        // The handler waits for a body that has stopped coming: cancelled, 408, and close.
+        if (waiting_for_body())
+            bad_request(HttpError(408, parser_.offset(), "the body's next bytes did not arrive within header_timeout (" +
+                                                           std::to_string(server_->config().header_timeout) + " s)"));
+        return;
     }
 }
+
+// A coroutine handler is waiting in read_body_chunk() for bytes of the body.
+bool RequestHandler::waiting_for_body() const noexcept { return body_waiter_ && !body_waiter_->done(); }
 
 // [docs:update_reading]
 // Stop reading from the socket while bytes pile up that we cannot parse yet (requests
@@ -552,6 +563,7 @@ Coroutine<std::string> RequestHandler::read_body_chunk() {
         }
         Ref<Future<>> waiter = create_future(*loop_);
         body_waiter_ = waiter;
+        update_deadline();  // the body's next bytes are due within header_timeout
         co_await waiter;
     }
 }

@@ -436,6 +436,56 @@ NET_TEST_CASE("faults: httpbin's endpoints given nonsense answer 4xx and keep th
     run_on("epoll", httpbin_nonsense_scenario());
 }
 
+// ------------------------------------------------------------------ the server: slow bodies
+
+namespace {
+
+// A body dripped, then stalled, to a coroutine handler that reads it: as for a plain
+// handler, its next bytes are due within header_timeout; past it, 408 and close, and the
+// handler is cancelled (a slowloris on bodies must not hold a connection and a handler
+// for ever).
+Coroutine<> stalled_body_scenario() {
+    auto cancelled = std::make_shared<int>(0);
+    aio::Router router;
+    router.add_post("/read", [cancelled](Request& request) -> Coroutine<Response> {
+        try {
+            std::string body = co_await request.read();
+            co_return Response::text(std::to_string(body.size()));
+        } catch (const aio::CancelledError&) {
+            ++*cancelled;
+            throw;
+        }
+    });
+    aio::ServerConfig config;
+    config.header_timeout = 0.3;
+    Ref<aio::HttpServer> server = co_await start_server(std::move(router), config);
+    Reports reports;
+    RawClient client = co_await RawClient::connect(server->port());
+    const double start = now();
+    co_await client.send("POST /read HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    co_await aio::sleep(0.2);
+    co_await client.send("de");  // still coming: the deadline moves on
+    auto answered = aio::wait_for(client.response(), 3.0);
+    std::optional<Reply> r = co_await std::move(answered);
+    const double after = now() - start;
+    REQUIRE(r->status == 408);
+    REQUIRE_FALSE(r->keep_alive);
+    REQUIRE(after >= 0.45);
+    REQUIRE(after < 2.0);
+    bool closed = co_await client.closed_within(3.0);
+    REQUIRE(closed);
+    REQUIRE(*cancelled == 1);
+    REQUIRE(reports.messages->empty());
+    co_await server->shutdown(1.0);
+}
+
+}  // namespace
+
+NET_TEST_CASE("faults: a body that stalls while a coroutine handler reads it: 408 after header_timeout",
+              "[stage5][faults][server][timeouts]") {
+    run_on("epoll", stalled_body_scenario());
+}
+
 // ------------------------------------------------------------------ the server: shutdown
 
 namespace {
