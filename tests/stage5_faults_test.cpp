@@ -560,6 +560,8 @@ Coroutine<std::string> error_of(Coroutine<std::string> request) {
         co_return std::string("TooManyRedirects: ") + e.what();
     } catch (const aio::InvalidURL& e) {
         co_return std::string("InvalidURL: ") + e.what();
+    } catch (const aio::BadResponseError& e) {
+        co_return std::string("BadResponseError: ") + e.what();
     } catch (const aio::ClientPayloadError& e) {
         co_return std::string("ClientPayloadError: ") + e.what();
     } catch (const aio::ServerDisconnectedError& e) {
@@ -710,6 +712,29 @@ Coroutine<> over_limit_scenario(int n) {
     co_await server->shutdown(1.0);
 }
 
+// Responses over the session's max_body_size: one that says its size in its head, and a
+// chunked one that passes it on the way. Each is an error naming the limit; neither
+// connection goes back to the pool.
+Coroutine<> over_body_limit_scenario() {
+    Ref<aio::HttpServer> server = co_await start_server(aio::httpbin_router());
+    aio::ClientSessionOptions options;
+    options.parser_limits.max_body_size = 1000;
+    ClientSession session(options);
+    std::string sized = co_await error_of(fetch(session, base(server) + "/bytes/5000"));
+    INFO(sized);
+    REQUIRE(sized.find("max_body_size") != std::string::npos);
+    std::string streamed = co_await error_of(fetch(session, base(server) + "/stream/100"));
+    INFO(streamed);
+    REQUIRE(streamed.starts_with("ClientPayloadError"));
+    REQUIRE(streamed.find("max_body_size") != std::string::npos);
+    REQUIRE(session.connector().in_use() == 0);
+    REQUIRE(session.connector().idle_count() == 0);
+    std::string small = co_await fetch(session, base(server) + "/bytes/10");
+    REQUIRE(small.starts_with("200"));
+    co_await session.close();
+    co_await server->shutdown(1.0);
+}
+
 // The session closed while requests are in flight (some reading, some waiting for a slot):
 // each fails with a client error at once, and nothing is left open.
 Coroutine<> close_in_flight_scenario() {
@@ -778,6 +803,11 @@ NET_TEST_CASE("faults: redirects to nowhere: a loop, https, malformed, port 0", 
 
 NET_TEST_CASE("faults: a thousand concurrent requests over limit=10", "[stage5][faults][client][pool]") {
     run_on("epoll", over_limit_scenario(1000), 60.0);
+}
+
+NET_TEST_CASE("faults: a response over the client's max_body_size is an error naming the limit",
+              "[stage5][faults][client][limits]") {
+    run_on("epoll", over_body_limit_scenario());
 }
 
 NET_TEST_CASE("faults: the session closed while requests are in flight", "[stage5][faults][client]") {
