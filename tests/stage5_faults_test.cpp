@@ -250,6 +250,48 @@ Coroutine<> non_std_throw_scenario() {
 
 }  // namespace
 
+namespace {
+
+// A content type taken from the request (decoded from the query, where %0d%0a is a CR LF):
+// it must not split the head and inject a field of the client's choosing. The server
+// refuses it as it refuses such a field: a 500.
+Coroutine<> content_type_injection_scenario() {
+    aio::Router router;
+    router.add_get("/typed", [](Request& request) {
+        Response r = Response::text("typed");
+        r.content_type = request.query("type").value_or("text/plain");
+        return r;
+    });
+    router.add_get("/typed-stream", [](Request& request) -> Coroutine<Response> {
+        aio::StreamResponse response(request);
+        response.content_type() = request.query("type").value_or("text/plain");
+        co_await response.prepare();
+        co_await response.write("typed");
+        co_return response;
+    });
+    Ref<aio::HttpServer> server = co_await start_server(std::move(router));
+    Reports reports;
+    RawClient client = co_await RawClient::connect(server->port());
+    for (const char* target : {"/typed?type=text/plain%0d%0aX-Injected:%201", "/typed-stream?type=text/plain%0aX-Injected:%201"}) {
+        co_await client.send(get(target));
+        std::optional<Reply> r = co_await client.response();
+        INFO(target);
+        REQUIRE(r->status == 500);
+        REQUIRE(r->header("X-Injected").empty());
+    }
+    co_await client.send(get("/typed?type=text/html;%20charset=latin1"));
+    std::optional<Reply> ok = co_await client.response();
+    REQUIRE(ok->header("Content-Type") == "text/html; charset=latin1");
+    REQUIRE(reports.messages->size() == 2);
+    co_await server->shutdown(1.0);
+}
+
+}  // namespace
+
+NET_TEST_CASE("faults: a content type with a CR LF cannot inject a field: 500", "[stage5][faults][server]") {
+    run_on("epoll", content_type_injection_scenario());
+}
+
 NET_TEST_CASE("faults: handlers that throw a non-std exception give a 500, and the connection goes on",
               "[stage5][faults][server]") {
     run_on("epoll", non_std_throw_scenario());
