@@ -123,6 +123,35 @@ Coroutine<> client_leaves_scenario() {
     co_await server->shutdown(1.0);
 }
 
+// A client that sends its requests, then shuts its sending side (a half-close): every
+// request is still answered, then the server closes. Also with a body cut short by it: 400.
+Coroutine<> half_close_scenario() {
+    Ref<aio::HttpServer> server = co_await start_server(aio::httpbin_router());
+    RawClient client = co_await RawClient::connect(server->port());
+    co_await client.send(get("/delay/0.1") + get("/get?n=2") + request("POST", "/echo", "", "body"));
+    client.socket().shutdown(SHUT_WR);
+    std::optional<Reply> r1 = co_await client.response();
+    std::optional<Reply> r2 = co_await client.response();
+    std::optional<Reply> r3 = co_await client.response();
+    REQUIRE(r1->status == 200);
+    REQUIRE(r2->status == 200);
+    REQUIRE(r3->body == "body");
+    bool closed = co_await client.closed_within(1.0);
+    REQUIRE(closed);
+
+    RawClient cut = co_await RawClient::connect(server->port());
+    co_await cut.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    cut.socket().shutdown(SHUT_WR);
+    std::optional<Reply> r = co_await cut.response();
+    REQUIRE(r->status == 400);
+    closed = co_await cut.closed_within(1.0);
+    REQUIRE(closed);
+    auto gone_check = [&] { return server->open_connections() == 0; };
+    bool gone = co_await eventually(gone_check);
+    REQUIRE(gone);
+    co_await server->shutdown(1.0);
+}
+
 // A thousand connections (fewer where fds are scarce) made and dropped at once, in every
 // way: closed, reset, half a head, a whole request then gone. The server forgets each one.
 Coroutine<> many_connections_scenario() {
@@ -214,6 +243,11 @@ Coroutine<> endless_stream_scenario() {
 NET_TEST_CASE("faults: a client that leaves before its answer (reset: handler cancelled; close: answer dropped)",
               "[stage5][faults][server]") {
     run_on("epoll", client_leaves_scenario());
+}
+
+NET_TEST_CASE("faults: a client that half-closes after its requests gets every answer, then EOF",
+              "[stage5][faults][server]") {
+    run_on("epoll", half_close_scenario());
 }
 
 NET_TEST_CASE("faults: a handler streaming without pause hears that the client has gone, and stops",
