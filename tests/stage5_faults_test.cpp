@@ -4,11 +4,14 @@
 // stops in the middle of a body, or answers too slowly; requests cancelled at every step),
 // and each must answer with a clear error and lose nothing else: no crash, no hang, no
 // file descriptor left open (NET_TEST_CASE counts them), the pool's counts right after.
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <thread>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -1017,4 +1020,42 @@ NET_TEST_CASE("faults: httpbin on a port in use says so, with a hint; --help", "
     auto help = run_program("httpbin", {"--help"});
     CHECK(help->status == 0);
     CHECK(help->out.find("--port") != std::string::npos);
+}
+
+NET_TEST_CASE("faults: httpbin: a second SIGINT during the graceful shutdown ends it at once", "[stage5][faults][httpbin]") {
+    struct sigaction current {};
+    ::sigaction(SIGINT, nullptr, &current);
+    if (current.sa_handler == SIG_IGN) {  // (a shell started us with it ignored: so would httpbin be)
+        WARN("SIGINT is ignored in this process: skipped");
+        return;
+    }
+    const std::string program = child_process::course_program("httpbin");
+    if (program.empty()) {
+        WARN("build/bin/httpbin is not built (run make): skipped");
+        return;
+    }
+    child_process::Child child({program, "--port", "0"});
+    std::optional<std::string> address = child.read_line(10);
+    REQUIRE(address);
+    const int port = std::stoi(address->substr(address->rfind(':') + 1));
+    // A request in flight for 3 s holds the graceful shutdown (its timeout is 10 s).
+    aio::Socket sock(AF_INET);
+    const int fd = sock.fileno();
+    const int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    const aio::SockAddr to = aio::SockAddr::ip("127.0.0.1", std::uint16_t(port));
+    REQUIRE(::connect(fd, to.get(), to.size()) == 0);
+    const std::string req = get("/delay/3");
+    REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == ssize_t(req.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const double start = now();
+    ::kill(child.pid(), SIGINT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ::kill(child.pid(), SIGINT);
+    std::string out, err;
+    const int status = child.finish(10, out, err);
+    INFO(err);
+    CHECK(status == -1);  // ended by the signal, not by an exit
+    CHECK(now() - start < 2.0);
+    CHECK(err.find("SIGINT: shutting down") != std::string::npos);
 }
