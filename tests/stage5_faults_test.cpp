@@ -741,8 +741,7 @@ Coroutine<> cancel_everywhere_scenario() {
 }
 
 // The total timeout expires in the middle of a body: TimeoutError, and the connection is
-// closed, not pooled; the server sees it go. A server that closes in the middle of a body:
-// ClientPayloadError, the same.
+// closed, not pooled; the server sees it go (its handler's next write fails).
 Coroutine<> body_cut_scenario() {
     Ref<aio::HttpServer> server = co_await start_server(stalling_httpbin());
     ClientSession session(aio::ClientSessionOptions{.timeout = aio::ClientTimeout{.total = 0.3}});
@@ -868,7 +867,7 @@ NET_TEST_CASE("faults: a request cancelled at each of its awaits leaves the pool
     run_on("epoll", cancel_everywhere_scenario(), 30.0);
 }
 
-NET_TEST_CASE("faults: a timeout or a close in the middle of a body: the connection is closed, not pooled",
+NET_TEST_CASE("faults: the total timeout in the middle of a body: the connection is closed, not pooled",
               "[stage5][faults][client]") {
     run_on("epoll", body_cut_scenario());
 }
@@ -958,7 +957,7 @@ NET_TEST_CASE("faults: a 101 nobody asked for, and a flood of 1xx answers", "[st
     CHECK(errors[1].starts_with("TimeoutError: total timeout of 0.5 s expired"));
 }
 
-NET_TEST_CASE("faults: a name that does not resolve, a refused port: ClientConnectorError", "[stage5][faults][client]") {
+NET_TEST_CASE("faults: a name that does not resolve: ClientConnectorError naming it", "[stage5][faults][client]") {
     auto scenario = []() -> Coroutine<std::string> {
         ClientSession session(aio::ClientSessionOptions{.timeout = aio::ClientTimeout{.total = 8.0}});
         std::string e = co_await error_of(fetch(session, "http://no-such-host.invalid/"));
