@@ -11,7 +11,9 @@
 // failed (with a line on stderr saying why), 2 for a bad command line.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage4_sockets/selector_events.hpp"
 #include "stage5_http/client_session.hpp"
+#include "stage5_http/http_grammar.hpp"
 
 namespace {
 
@@ -159,6 +162,10 @@ int main(int argc, char** argv) {
         .flag("-f, --fail", s.fail_on_error_status, "count a status of 400 or more as a failure");
     if (auto status = options.parse(argc, argv)) return *status;
     s.has_data = !s.data.empty();
+    // A method that is not a token would fail every request the same way: say so now.
+    if (!s.method.empty() && !aio::is_token(s.method))
+        return options.usage_error("-X wants a method name (GET, POST, ...: letters, digits and !#$%&'*+-.^_`|~), got '" +
+                                   s.method + "'");
 
     aio::HttpHeaders headers;
     for (const std::string& h : s.headers) {
@@ -186,7 +193,7 @@ int main(int argc, char** argv) {
         out = stdout;
         if (!s.output.empty() && s.output != "-") {
             file.reset(std::fopen(s.output.c_str(), "wb"));
-            if (!file) return options.usage_error("cannot write to '" + s.output + "'");
+            if (!file) return options.usage_error("cannot write to '" + s.output + "': " + std::strerror(errno));
             out = file.get();
         }
     }

@@ -7,12 +7,14 @@
 // on an ephemeral port and read where it went:
 //
 //     ./build/bin/httpbin --port 0 > addr & sleep 0.2; curl "$(head -n1 addr)get"
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <string>
 
 #include "stage1_generators/options.hpp"
 #include "stage3_tasks_futures/runners.hpp"
+#include "stage4_sockets/exceptions.hpp"
 #include "stage4_sockets/selector_events.hpp"
 #include "stage4_sockets/sock_ops.hpp"
 #include "stage5_http/web_httpbin.hpp"
@@ -81,6 +83,14 @@ int main(int argc, char** argv) {
     if (auto status = options.parse(argc, argv)) return *status;
     try {
         return aio::run(serve(s), aio::new_selector_event_loop);
+    } catch (const aio::OSError& e) {  // listening failed: the two usual reasons get a hint
+        std::fprintf(stderr, "httpbin: %s\n", e.what());
+        if (e.error_number() == EADDRINUSE)
+            std::fprintf(stderr, "httpbin: another program listens on port %d: pick another --port (0: any free one)\n",
+                         s.port);
+        else if (e.error_number() == EACCES && s.port < 1024)
+            std::fprintf(stderr, "httpbin: ports below 1024 need privileges: try --port 8080 (or 0: any free one)\n");
+        return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "httpbin: %s\n", e.what());
         return 1;

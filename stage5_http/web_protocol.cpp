@@ -156,7 +156,12 @@ void RequestHandler::on_end_of_message() {
     switch (phase_) {
     case Phase::body: call_plain_handler(); break;
     case Phase::running: wake(body_waiter_); break;
-    case Phase::discard: phase_ = Phase::idle; break;
+    case Phase::discard:
+        phase_ = Phase::idle;
+        // Its answer went out before the shutdown began, saying keep-alive: now idle, the
+        // connection is one that shutdown closes at once, not one to wait for.
+        if (shutting_down_) begin_shutdown();
+        break;
     default: break;
     }
 }
@@ -427,7 +432,8 @@ void RequestHandler::wake(Ref<Future<>>& waiter) {
 // idle, the next request's first byte (keepalive_timeout); a head under way, its end, at
 // header_timeout after its first byte (slowloris: a head sent one byte every few seconds
 // is cut off after header_timeout in all, however its bytes are spaced); a body, its next
-// bytes; a running handler, nothing (its own business).
+// bytes, also while a coroutine handler waits for them; a running handler otherwise,
+// nothing (its own business).
 void RequestHandler::update_deadline() {
     if (lost_) return;
     const ServerConfig& config = server_->config();
@@ -442,7 +448,9 @@ void RequestHandler::update_deadline() {
         break;
     case Phase::body:
     case Phase::discard: set_deadline(loop_->time() + config.header_timeout); break;
-    case Phase::running: set_deadline(0); break;
+    case Phase::running:
+        set_deadline(waiting_for_body() ? loop_->time() + config.header_timeout : 0);
+        break;
     case Phase::closing: break;  // lingering has its own deadline
     }
 }
@@ -498,9 +506,17 @@ void RequestHandler::timed_out() {
         return;
     }
     case Phase::closing: transport_->abort(); return;  // lingered long enough
-    case Phase::running: return;
+    case Phase::running:
+        // The handler waits for a body that has stopped coming: cancelled, 408, and close.
+        if (waiting_for_body())
+            bad_request(HttpError(408, parser_.offset(), "the body's next bytes did not arrive within header_timeout (" +
+                                                           std::to_string(server_->config().header_timeout) + " s)"));
+        return;
     }
 }
+
+// A coroutine handler is waiting in read_body_chunk() for bytes of the body.
+bool RequestHandler::waiting_for_body() const noexcept { return body_waiter_ && !body_waiter_->done(); }
 
 // [docs:update_reading]
 // Stop reading from the socket while bytes pile up that we cannot parse yet (requests
@@ -547,12 +563,13 @@ Coroutine<std::string> RequestHandler::read_body_chunk() {
         }
         Ref<Future<>> waiter = create_future(*loop_);
         body_waiter_ = waiter;
+        update_deadline();  // the body's next bytes are due within header_timeout
         co_await waiter;
     }
 }
 
 void RequestHandler::start_stream(const Response& head) {
-    if (lost_) throw ConnectionResetError(0, "StreamResponse.prepare(): the client closed the connection");
+    if (client_gone()) throw ConnectionResetError(0, "StreamResponse.prepare(): the client closed the connection");
     if (phase_ != Phase::running) throw RuntimeError("StreamResponse.prepare(): the exchange is over");
     if (stream_started_) throw RuntimeError("StreamResponse.prepare() called twice");
     // An HTTP/1.0 client knows no chunked coding: the body runs until we close.
@@ -566,7 +583,7 @@ void RequestHandler::start_stream(const Response& head) {
 }
 
 void RequestHandler::write_stream(std::string_view data) {
-    if (lost_) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
+    if (client_gone()) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
     if (!stream_started_ || stream_ended_) throw RuntimeError("StreamResponse.write() before prepare() or after write_eof()");
     if (is_head_ || data.empty()) return;
     if (!stream_chunked_) {
@@ -593,12 +610,20 @@ void RequestHandler::end_stream() {
 
 Coroutine<> RequestHandler::drain() {
     Ref<RequestHandler> self(this);
-    while (writing_paused_ && !lost_) {
+    while (writing_paused_ && !client_gone()) {
         Ref<Future<>> waiter = create_future(*loop_);
         drain_waiter_ = waiter;
         co_await waiter;
     }
-    if (lost_) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
+    if (client_gone()) throw ConnectionResetError(0, "StreamResponse.write(): the client closed the connection");
 }
+
+// The client has gone, or is going: a send failed (a reset) and the transport is closing,
+// though its connection_lost, a callback, has not run yet. A handler that writes in a loop
+// must hear it now: drain() does not suspend unless the buffer is full, and writes into a
+// closing transport are dropped without filling it, so a handler streaming without pause
+// would otherwise never yield to the loop, and never learn (asyncio's drain() yields once
+// for the same reason).
+bool RequestHandler::client_gone() const noexcept { return lost_ || !transport_ || transport_->is_closing(); }
 
 }  // namespace aio

@@ -108,6 +108,7 @@ private:
     void set_deadline(double when);
     void on_timer();
     void timed_out();
+    bool waiting_for_body() const noexcept;
 
     // Flow control of what we read: pause the socket while requests or body pile up.
     void update_reading();
@@ -118,6 +119,7 @@ private:
     void write_stream(std::string_view data);
     void end_stream();
     Coroutine<> drain();
+    bool client_gone() const noexcept;
     void wake(Ref<Future<>>& waiter);
 
     Ref<HttpServer> server_;

@@ -33,8 +33,8 @@ void Request::set_target_parts() {
         std::size_t scheme = t.find("://");
         if (scheme != std::string_view::npos) {
             std::size_t path = t.find_first_of("/?", scheme + 3);
+            // ("http://h?q" leaves "?q": an empty path, made "/" below, and the query kept.)
             t = path == std::string_view::npos ? std::string_view("/") : t.substr(path);
-            if (!t.empty() && t[0] == '?') t = std::string_view();  // "http://h?q": path "/" below
         }
     }
     std::size_t q = t.find('?');

@@ -69,6 +69,16 @@ char* append_decimal(char* p, std::size_t n) {
     return p;
 }
 
+// content_type is a plain string, not a field added through HttpHeaders::add (which checks
+// values): a handler that copies it from the request (a query decoded from "%0d%0a") must
+// not be able to end the field there and start one of the client's choosing.
+void check_content_type(std::string_view content_type) {
+    for (char c : content_type)
+        if (is_ctl(c) && c != '\t')
+            throw std::invalid_argument("Response: the content type holds a control character (a CR or LF would "
+                                        "split the head)");
+}
+
 // The fields the server writes itself may not come from the handler too.
 void check_own_fields(const HttpHeaders& headers) {
     for (HttpHeaders::Field f : headers)
@@ -105,6 +115,7 @@ std::string_view http_date() {
 
 void append_response_head(std::string& out, const Response& response, const ResponseFraming& framing) {
     if (!response.headers.empty()) check_own_fields(response.headers);
+    check_content_type(response.content_type);  // (before anything is appended: a refusal leaves `out` as it was)
     append_status_line(out, response.status, response.reason, framing.version);
     const std::string_view content_type = response.content_type.empty()
                                               ? std::string_view("text/plain; charset=utf-8")

@@ -45,7 +45,7 @@ public:
     std::string reason;   // empty: the standard phrase of `status` (reason_phrase)
     // Empty: "text/plain; charset=utf-8", written from a literal (a default held here as a
     // std::string would cost an allocation per response: it is longer than the 15 bytes a
-    // std::string keeps inline).
+    // std::string keeps inline). A control character (a CR or LF) is refused with a 500.
     std::string content_type;
     // More fields. The server writes Date, Server, Content-Length (or Transfer-Encoding) and
     // Connection itself: a Content-Length or Transfer-Encoding here is refused (a 500), since
