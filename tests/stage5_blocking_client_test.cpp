@@ -168,7 +168,7 @@ NET_TEST_CASE("blocking client: malformed responses, a refused connection, an HT
     CHECK_THROWS_AS(aio::blocking_get("https://127.0.0.1/"), aio::InvalidURL);
 }
 
-NET_TEST_CASE("blocking client: one session per thread, several threads at once", "[blocking]") {
+NET_TEST_CASE("blocking client: one session per thread, several threads at once", "[blocking][threads]") {
     ScriptedPeer peer([](PeerConnection& c) {
         while (c.read_request()) {
             if (!c.pause(100)) return;
@@ -207,7 +207,7 @@ aio::Coroutine<int> gets_in_executor(std::string url, int n) {
 }
 
 NET_TEST_CASE("blocking client: blocking_get on the loop's executor (run_in_executor) runs requests at once",
-              "[blocking]") {
+              "[blocking][threads]") {
     ScriptedPeer peer([](PeerConnection& c) {
         while (c.read_request()) {
             if (!c.pause(100)) return;

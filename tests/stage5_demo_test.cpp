@@ -132,7 +132,7 @@ TEST_CASE("expected_seconds: rounds of `at_once` requests, a latency each", "[de
     CHECK(aio::expected_seconds(0, 1, 6) == 0);
 }
 
-NET_TEST_CASE("threads_vs_asyncio: one after another takes N latencies, at once about one", "[demo]") {
+NET_TEST_CASE("threads_vs_asyncio: one after another takes N latencies, at once about one", "[demo][threads]") {
     aio::ServerThread server(aio::httpbin_router());
     const double d = 0.04;
     const int n = 8;
