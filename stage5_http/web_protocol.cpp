@@ -325,7 +325,10 @@ bool RequestHandler::eof_received() {
     parser_.feed_eof();
     process();  // a request cut short is a 400; between requests, connection_closed
     flush();
-    // While a handler runs, keep our side open for its answer; its end closes it.
+    // While a handler runs, keep our side open for its answer; its end closes it. A FIN is
+    // only the client's half of the connection (RFC 9112 §9.6: it may still read), so the
+    // handler is not cancelled, as aiohttp since 3.9 by default (handler_cancellation=False);
+    // a reset or a failed write, connection_lost below, does cancel it.
     return phase_ == Phase::running;
 }
 
