@@ -42,6 +42,17 @@ inline std::string course_program(const std::string& name) {
     return "";
 }
 
+// What a program did: its exit status (-1 if it had to be killed) and its two outputs.
+struct ProgramRun {
+    int status = -1;
+    std::string out, err;
+};
+
+// Runs the course's program `name` (course_program) with `args` to its end, `timeout`
+// seconds at most. nullopt if it is not built: the caller says the test is skipped.
+inline std::optional<ProgramRun> run_course_program(const std::string& name, std::vector<std::string> args,
+                                                    double timeout = 20);
+
 // Whether `program` is on PATH.
 inline bool on_path(const std::string& program) {
     const char* path = std::getenv("PATH");
@@ -176,5 +187,16 @@ private:
     bool out_open_ = true, err_open_ = true;
     std::string buffer_, errors_;
 };
+
+inline std::optional<ProgramRun> run_course_program(const std::string& name, std::vector<std::string> args,
+                                                    double timeout) {
+    const std::string program = course_program(name);
+    if (program.empty()) return std::nullopt;
+    args.insert(args.begin(), program);
+    Child child(args);
+    ProgramRun run;
+    run.status = child.finish(timeout, run.out, run.err);
+    return run;
+}
 
 }  // namespace child_process

@@ -159,21 +159,11 @@ TEST_CASE("crawler: find_links finds quoted href values, in any case", "[stage5]
     CHECK(aio::find_links("") == V{});
 }
 
-struct Run {
-    int status;
-    std::string out, err;
-};
+using Run = child_process::ProgramRun;
 
 std::optional<Run> crawl_program(std::vector<std::string> args) {
-    const std::string program = child_process::course_program("crawl");
-    if (program.empty()) {
-        WARN("build/bin/crawl is not built (run make): its tests are skipped");
-        return std::nullopt;
-    }
-    args.insert(args.begin(), program);
-    child_process::Child child(args);
-    Run run;
-    run.status = child.finish(20, run.out, run.err);
+    std::optional<Run> run = child_process::run_course_program("crawl", std::move(args));
+    if (!run) WARN("build/bin/crawl is not built (run make): its tests are skipped");
     return run;
 }
 

@@ -202,21 +202,11 @@ NET_TEST_CASE("off_loop: a cancelled await raises the stop flag", "[demo]") {
 
 namespace {
 
-struct Run {
-    int status = -1;
-    std::string out, err;
-};
+using Run = child_process::ProgramRun;
 
 std::optional<Run> demo(std::vector<std::string> args) {
-    const std::string program = child_process::course_program("stage5_http");
-    if (program.empty()) {
-        WARN("build/bin/stage5_http is not built (run make): its tests are skipped");
-        return std::nullopt;
-    }
-    args.insert(args.begin(), program);
-    child_process::Child child(args);
-    Run run;
-    run.status = child.finish(60, run.out, run.err);
+    std::optional<Run> run = child_process::run_course_program("stage5_http", std::move(args), 60);
+    if (!run) WARN("build/bin/stage5_http is not built (run make): its tests are skipped");
     return run;
 }
 

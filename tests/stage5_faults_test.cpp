@@ -975,22 +975,12 @@ NET_TEST_CASE("faults: a name that does not resolve: ClientConnectorError naming
 
 namespace {
 
-struct Run {
-    int status;
-    std::string out, err;
-};
+using Run = child_process::ProgramRun;
 
 // Runs build/bin/<name> with `args`; nullopt (after a warning) if it is not built.
 std::optional<Run> run_program(const std::string& name, std::vector<std::string> args) {
-    const std::string program = child_process::course_program(name);
-    if (program.empty()) {
-        WARN("build/bin/" << name << " is not built (run make): its tests are skipped");
-        return std::nullopt;
-    }
-    args.insert(args.begin(), program);
-    child_process::Child child(args);
-    Run run;
-    run.status = child.finish(20, run.out, run.err);
+    std::optional<Run> run = child_process::run_course_program(name, std::move(args));
+    if (!run) WARN("build/bin/" << name << " is not built (run make): its tests are skipped");
     return run;
 }
 

@@ -21,22 +21,12 @@ using scripted_peer::PeerConnection;
 using scripted_peer::ScriptedPeer;
 using scripted_peer::response;
 
-struct Run {
-    int status;
-    std::string out, err;
-};
+using Run = child_process::ProgramRun;
 
 // Runs fetch with `args`; nullopt (after a warning) if it is not built.
 std::optional<Run> fetch(std::vector<std::string> args) {
-    const std::string program = child_process::course_program("fetch");
-    if (program.empty()) {
-        WARN("build/bin/fetch is not built (run make): the fetch tests are skipped");
-        return std::nullopt;
-    }
-    args.insert(args.begin(), program);
-    child_process::Child child(args);
-    Run run;
-    run.status = child.finish(20, run.out, run.err);
+    std::optional<Run> run = child_process::run_course_program("fetch", std::move(args));
+    if (!run) WARN("build/bin/fetch is not built (run make): the fetch tests are skipped");
     return run;
 }
 
