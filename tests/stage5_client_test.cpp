@@ -18,6 +18,7 @@
 #include "stage4_sockets/selector_events.hpp"
 #include "stage4_sockets/selector_transport.hpp"
 #include "stage5_http/client_session.hpp"
+#include "tests/client_test_support.hpp"
 #include "tests/net_test_support.hpp"
 #include "tests/scripted_peer.hpp"
 
@@ -28,44 +29,14 @@ using aio::ClientSession;
 using aio::Coroutine;
 using scripted_peer::PeerConnection;
 using scripted_peer::ScriptedPeer;
+using client_test::error_of;
+using client_test::fetch;
 using scripted_peer::response;
 
 // Runs a client scenario on a selector loop, for `limit` seconds at most.
 template <typename T>
 T run_client(Coroutine<T> scenario, double limit = 10.0) {
     return aio::run(aio::wait_for(std::move(scenario), limit), aio::new_selector_event_loop);
-}
-
-// What a request raised: the exception's what(), prefixed by the class we caught it as.
-// (A co_await may not sit inside Catch's macros: g++ 12, stage1_generators/README.md's appendix.)
-Coroutine<std::string> error_of(Coroutine<std::string> request) {
-    try {
-        co_await std::move(request);
-    } catch (const aio::ConnectionTimeoutError& e) {
-        co_return std::string("ConnectionTimeoutError: ") + e.what();
-    } catch (const aio::TimeoutError& e) {
-        co_return std::string("TimeoutError: ") + e.what();
-    } catch (const aio::TooManyRedirects& e) {
-        co_return std::string("TooManyRedirects: ") + e.what();
-    } catch (const aio::BadResponseError& e) {
-        co_return "BadResponseError(" + std::to_string(e.parser_status()) + "): " + e.what();
-    } catch (const aio::ClientPayloadError& e) {
-        co_return std::string("ClientPayloadError: ") + e.what();
-    } catch (const aio::ServerDisconnectedError& e) {
-        co_return std::string("ServerDisconnectedError: ") + e.what();
-    } catch (const aio::ClientConnectorError& e) {
-        co_return std::string("ClientConnectorError: ") + e.what();
-    } catch (const aio::InvalidURL& e) {
-        co_return std::string("InvalidURL: ") + e.what();
-    }
-    co_return "no error";
-}
-
-// GET url and read the body: "status body".
-Coroutine<std::string> fetch(ClientSession& session, std::string url) {
-    ClientResponse r = co_await session.get(url);
-    std::string body = co_await r.read();
-    co_return std::to_string(r.status()) + " " + body;
 }
 
 // The same on a session of its own, with these options.

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "stage5_http/client_session.hpp"
+#include "tests/client_test_support.hpp"
 #include "stage5_http/web_httpbin.hpp"
 #include "stage5_http/web_server.hpp"
 #include "stage5_http/web_stream_response.hpp"
@@ -38,6 +39,8 @@ using aio::Request;
 using aio::Response;
 using scripted_peer::PeerConnection;
 using scripted_peer::ScriptedPeer;
+using client_test::error_of;
+using client_test::fetch;
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -632,39 +635,6 @@ NET_TEST_CASE("faults: shutdown while a connection drops an unread body closes i
 // ----------------------------------------------------------------------------- the client
 
 namespace {
-
-// What a request raised, as "<class>: <what>" ("no error" if it did not).
-Coroutine<std::string> error_of(Coroutine<std::string> request) {
-    try {
-        co_await std::move(request);
-    } catch (const aio::ConnectionTimeoutError& e) {
-        co_return std::string("ConnectionTimeoutError: ") + e.what();
-    } catch (const aio::TimeoutError& e) {
-        co_return std::string("TimeoutError: ") + e.what();
-    } catch (const aio::TooManyRedirects& e) {
-        co_return std::string("TooManyRedirects: ") + e.what();
-    } catch (const aio::InvalidURL& e) {
-        co_return std::string("InvalidURL: ") + e.what();
-    } catch (const aio::BadResponseError& e) {
-        co_return std::string("BadResponseError: ") + e.what();
-    } catch (const aio::ClientPayloadError& e) {
-        co_return std::string("ClientPayloadError: ") + e.what();
-    } catch (const aio::ServerDisconnectedError& e) {
-        co_return std::string("ServerDisconnectedError: ") + e.what();
-    } catch (const aio::ClientConnectorError& e) {
-        co_return std::string("ClientConnectorError: ") + e.what();
-    } catch (const aio::ClientConnectionError& e) {
-        co_return std::string("ClientConnectionError: ") + e.what();
-    }
-    co_return "no error";
-}
-
-// GET url and read the body: "status body".
-Coroutine<std::string> fetch(ClientSession& session, std::string url) {
-    ClientResponse r = co_await session.get(url);
-    std::string body = co_await r.read();
-    co_return std::to_string(r.status()) + " " + body;
-}
 
 std::string base(const Ref<aio::HttpServer>& server) { return "http://127.0.0.1:" + std::to_string(server->port()); }
 
