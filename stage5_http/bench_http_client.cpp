@@ -52,8 +52,8 @@ struct Options {
     double delay = 0.1;
     std::string counts = "100,500";
     bool quick = false;
-    int server_core = 0;
-    int client_core = 1;
+    int server_core = -1;  // -1: not pinned; main() starts them at plan_cpus()'s two cores
+    int client_core = -1;
     std::string only;
     // Hidden: this program as the measured client.
     std::string client_url;
