@@ -1,11 +1,13 @@
 // Stage 4: readiness I/O. A tool, not part of the lesson: what the network benchmarks
-// (bench_echo, bench_c10k) need beyond stage 2's bench_util.hpp.
+// (bench_echo and bench_c10k here, and the later stages' network benches) need beyond
+// stage 2's bench_util.hpp.
 //
 // Adds:    ChildProcess (start a program with its stdin and stdout on pipes, optionally
-//          pinned to one CPU with taskset; read its lines with a time limit; stop it by its
-//          PID), plan_cpus() (which cores the server and the clients get), raise_fd_limit()
-//          (setrlimit(RLIMIT_NOFILE), as far as the system allows) and resident_kb()
-//          (/proc/self/statm).
+//          pinned to one CPU with taskset; read its lines with a time limit, or all it
+//          prints until it exits; stop it by its PID, with the signal it takes as "shut
+//          down"), plan_cpus() (which cores the server and the clients get: two it picks,
+//          or the two a bench's user asked for), raise_fd_limit() (setrlimit(RLIMIT_NOFILE),
+//          as far as the system allows) and resident_kb() (/proc/self/statm).
 // Mirrors: nothing in asyncio. The role of subprocess.Popen and resource.setrlimit in a
 //          Python benchmark script.
 //
@@ -26,6 +28,7 @@
 #include <sys/prctl.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -50,9 +53,8 @@ struct CpuPlan {
     std::string description;
 };
 
-// Two different cores this process may run on, if there are two and taskset is installed.
-inline CpuPlan plan_cpus() {
-    CpuPlan plan;
+// The cores this process may run on (sched_getaffinity), in order; empty where unknown.
+inline std::vector<int> allowed_cpus() {
     std::vector<int> allowed;
 #ifdef __linux__
     cpu_set_t set;
@@ -61,21 +63,44 @@ inline CpuPlan plan_cpus() {
         for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
             if (CPU_ISSET(cpu, &set)) allowed.push_back(cpu);
 #endif
+    return allowed;
+}
+
+// The cores a bench's user asked for (-1: not pinned): pinned when taskset is installed and
+// both are cores this process may run on; otherwise not pinned, and the sentence says why.
+inline CpuPlan plan_cpus(int server_cpu, int client_cpu) {
+    CpuPlan plan;
+    const std::vector<int> allowed = allowed_cpus();
+    auto may_run_on = [&](int cpu) { return std::find(allowed.begin(), allowed.end(), cpu) != allowed.end(); };
     const bool taskset = find_on_path("taskset").has_value();
-    if (allowed.size() >= 2 && taskset) {
-        plan.server = allowed[0];
-        plan.client = allowed[1];
-        plan.description = "server pinned to CPU " + std::to_string(allowed[0]) + ", clients to CPU " +
-                           std::to_string(allowed[1]) + " (taskset), each in its own process";
-        if (allowed.size() == 2)
-            plan.description +=
-                "; a 2-core machine: the figures are ratios measured in the same run, not absolute claims";
-    } else {
-        plan.description = std::string("NOT pinned (") +
-                           (taskset ? "fewer than 2 cores to run on" : "taskset not found: apt-get install util-linux") +
-                           "): server and clients share the cores; read the ratios only";
+    std::string why_not;
+    if (!taskset)
+        why_not = "taskset not found: apt-get install util-linux";
+    else if (allowed.size() < 2)
+        why_not = "fewer than 2 cores to run on";
+    else if (server_cpu < 0 || client_cpu < 0)
+        why_not = "a core of -1 was asked for";
+    else if (!may_run_on(server_cpu) || !may_run_on(client_cpu))
+        why_not = "CPU " + std::to_string(may_run_on(server_cpu) ? client_cpu : server_cpu) +
+                  " is not one this process may run on";
+    if (!why_not.empty()) {
+        plan.description = "NOT pinned (" + why_not + "): server and clients share the cores; read the ratios only";
+        return plan;
     }
+    plan.server = server_cpu;
+    plan.client = client_cpu;
+    plan.description = "server pinned to CPU " + std::to_string(server_cpu) + ", clients to CPU " +
+                       std::to_string(client_cpu) + " (taskset), each in its own process";
+    if (allowed.size() == 2)
+        plan.description += "; a 2-core machine: the figures are ratios measured in the same run, not absolute claims";
     return plan;
+}
+
+// Two different cores this process may run on, if there are two and taskset is installed.
+inline CpuPlan plan_cpus() {
+    const std::vector<int> allowed = allowed_cpus();
+    if (allowed.size() >= 2) return plan_cpus(allowed[0], allowed[1]);
+    return plan_cpus(-1, -1);
 }
 
 // ------------------------------------------------------------------------- child process
@@ -100,6 +125,8 @@ public:
         args.push_back(nullptr);
         command_ = full[0];
         for (std::size_t i = 1; i < full.size(); ++i) command_ += " " + full[i];
+        // Composed now: after fork, only write(2) may say that the exec failed.
+        const std::string exec_failed = "cannot run " + full[0] + ": not found or not executable\n";
 
         int to_child[2], from_child[2];
         if (::pipe2(to_child, O_CLOEXEC) < 0) throw std::runtime_error("pipe: " + std::string(std::strerror(errno)));
@@ -122,6 +149,7 @@ public:
             ::dup2(to_child[0], 0);
             ::dup2(from_child[1], 1);
             ::execvp(args[0], args.data());
+            (void)!::write(2, exec_failed.data(), exec_failed.size());
             ::_exit(127);
         }
         const int err = errno;
@@ -144,7 +172,7 @@ public:
     // The next line it prints (without the '\n'), waiting at most `timeout` seconds;
     // nullopt if none comes in time or it closed its stdout (exited).
     std::optional<std::string> read_line(double timeout) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+        const Deadline deadline = deadline_after(timeout);
         for (;;) {
             std::size_t nl = pending_.find('\n');
             if (nl != std::string::npos) {
@@ -152,30 +180,31 @@ public:
                 pending_.erase(0, nl + 1);
                 return line;
             }
-            if (out_ < 0) return std::nullopt;
-            const double left =
-                std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
-            if (left <= 0) return std::nullopt;
-            pollfd p{out_, POLLIN, 0};
-            int r = ::poll(&p, 1, int(left * 1000) + 1);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) continue;  // (the deadline check above ends the wait)
-            char buf[4096];
-            ssize_t n = ::read(out_, buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                ::close(out_);
-                out_ = -1;
-                continue;
-            }
-            pending_.append(buf, std::size_t(n));
+            if (!read_more(deadline)) return std::nullopt;
         }
+    }
+
+    // Everything it prints on its stdout until it closes it, then its exit: for a program
+    // that prints a report and ends (wrk, a load generator), as Popen.communicate() reads
+    // it. Waits at most `timeout` seconds in all; what came before then if it has not
+    // ended (it is left running: stop() or the destructor ends it). Lines it printed that
+    // read_line has not returned yet come first. Its exit status goes to *status as in
+    // wait_exit() (unchanged if it has not ended).
+    std::string read_until_exit(double timeout, int* status = nullptr) {
+        const Deadline deadline = deadline_after(timeout);
+        while (read_more(deadline)) {
+        }
+        std::string out = std::move(pending_);
+        pending_.clear();
+        const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+        wait_exit(std::max(left, 0.0), status);
+        return out;
     }
 
     // The next line that starts with `word` followed by a space (other lines are passed on
     // to our stderr), as its words after `word`; nullopt on timeout or exit.
     std::optional<std::vector<std::string>> expect(const std::string& word, double timeout) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+        const Deadline deadline = deadline_after(timeout);
         for (;;) {
             const double left =
                 std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
@@ -217,42 +246,89 @@ public:
         if (pid_ > 0) ::kill(pid_, sig);
     }
 
-    // Waits up to `timeout` seconds for it to exit by itself; returns whether it did, and
-    // then its exit status in *status (-1 if a signal ended it).
+    // Waits up to `timeout` seconds for it to exit by itself; returns whether it did (or
+    // had already), and then its exit status in *status (-1 if a signal ended it).
     bool wait_exit(double timeout, int* status = nullptr) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+        const Deadline deadline = deadline_after(timeout);
         while (pid_ > 0) {
             int st = 0;
             pid_t r = ::waitpid(pid_, &st, WNOHANG);
             if (r == pid_) {
-                pid_ = -1;
-                if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-                close_pipes();
-                return true;
+                reaped(WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+                break;
             }
             if (r < 0 && errno != EINTR) break;
             if (std::chrono::steady_clock::now() >= deadline) return false;
             ::usleep(5000);
         }
+        if (status && exit_status_) *status = *exit_status_;
         return pid_ <= 0;
     }
 
-    // SIGTERM, then SIGKILL if it has not gone within 2 s; waits for it. Does nothing twice.
-    void stop() noexcept {
+    // Whether it is still running, without waiting (Popen.poll() is None): a server that
+    // something else has stopped is noticed here, and its exit status kept for stop().
+    bool running() { return !wait_exit(0); }
+
+    // Sends `sig` (SIGTERM, or the signal the program takes as "shut down gracefully":
+    // SIGINT for ours and httpbin, SIGQUIT for nginx), then SIGKILL if it has not gone
+    // within `grace` seconds; waits for it. Returns its exit status as wait_exit() gives it
+    // (-1 if a signal ended it, also the SIGKILL); if it had already ended, the status it
+    // ended with (-1 if unknown), and sends nothing.
+    int stop(int sig = SIGTERM, double grace = 2.0) noexcept {
         if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            if (!wait_exit(2.0)) {
+            ::kill(pid_, sig);
+            if (!wait_exit(grace)) {
                 ::kill(pid_, SIGKILL);
                 int st;
                 while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
                 }
-                pid_ = -1;
+                reaped(-1);
             }
         }
         close_pipes();
+        return exit_status_.value_or(-1);
     }
 
 private:
+    using Deadline = std::chrono::steady_clock::time_point;
+
+    static Deadline deadline_after(double seconds) {
+        return std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+    }
+
+    // Reads what it has printed into pending_, waiting until `deadline` for something to
+    // come; false once it has closed its stdout or the deadline has passed.
+    bool read_more(Deadline deadline) {
+        for (;;) {
+            if (out_ < 0) return false;
+            const double left =
+                std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+            if (left <= 0) return false;
+            pollfd p{out_, POLLIN, 0};
+            const int r = ::poll(&p, 1, int(left * 1000) + 1);
+            if (r <= 0) continue;  // EINTR, or the time is up (checked above)
+            char buf[4096];
+            const ssize_t n = ::read(out_, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                ::close(out_);
+                out_ = -1;
+                return false;
+            }
+            pending_.append(buf, std::size_t(n));
+            return true;
+        }
+    }
+
+    // It has been waited for: its PID may now be another process's, so it is never used
+    // again; and its pipes are closed (a line it printed but nobody read is dropped).
+    void reaped(int exit_status) noexcept {
+        pid_ = -1;
+        exit_status_ = exit_status;
+        close_pipes();
+    }
+
     void close_pipes() noexcept {
         if (in_ >= 0) ::close(in_);
         if (out_ >= 0) ::close(out_);
@@ -264,6 +340,7 @@ private:
     int out_ = -1;  // its stdout
     std::string pending_;  // read from its stdout, not yet returned
     std::string command_;
+    std::optional<int> exit_status_;  // once it has been waited for
 };
 
 // ------------------------------------------------------------------------------ resources

@@ -22,18 +22,13 @@
 //
 // Output: `RESULT name=get_c<N> variant=... value=<s> unit=s` and `name=get_c<N>_overhead
 // ... unit=ms` per figure, then a table, then the targets. Progress goes to stderr.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -44,6 +39,7 @@
 #include "stage2_custom_loop/bench_util.hpp"
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
+#include "stage4_sockets/bench_process.hpp"
 #include "stage4_sockets/selector_events.hpp"
 #include "stage5_http/client_session.hpp"
 
@@ -56,8 +52,8 @@ struct Options {
     double delay = 0.1;
     std::string counts = "100,500";
     bool quick = false;
-    int server_core = 0;
-    int client_core = 1;
+    int server_core = -1;  // -1: not pinned; main() starts them at plan_cpus()'s two cores
+    int client_core = -1;
     std::string only;
     // Hidden: this program as the measured client.
     std::string client_url;
@@ -114,83 +110,19 @@ aio::Coroutine<int> measure_ours(std::string base, double delay, int n) {
 
 // ------------------------------------------------------------------- the server, a child
 
-// The server: a child process, stopped by its PID (SIGINT: a graceful shutdown) when this goes.
-struct ServerChild {
-    pid_t pid = -1;
-    int out = -1;
-    std::string url;  // http://127.0.0.1:<port>/
-    ServerChild() = default;
-    ServerChild(const ServerChild&) = delete;
-    ServerChild& operator=(const ServerChild&) = delete;
-    ~ServerChild() { stop(); }
-    // SIGINT, then up to 5 s for it to end (then SIGKILL); its exit status.
-    // Still running? (Something else may have stopped it: the runs after that are skipped.)
-    bool alive() {
-        int status = 0;
-        if (pid <= 0) return false;
-        if (::waitpid(pid, &status, WNOHANG) != pid) return true;
-        pid = -1;
-        return false;
-    }
-    int stop() {
-        if (pid <= 0) return -1;
-        ::kill(pid, SIGINT);
-        int status = 0;
-        for (int i = 0; i < 500; ++i) {
-            if (::waitpid(pid, &status, WNOHANG) == pid) break;
-            ::usleep(10000);
-            if (i == 499) {
-                ::kill(pid, SIGKILL);
-                ::waitpid(pid, &status, 0);
-            }
-        }
-        pid = -1;
-        if (out >= 0) ::close(out);
-        out = -1;
-        return status;
-    }
-};
-
-// argv with `taskset -c core` before it, when taskset is there and core >= 0.
-std::vector<std::string> pinned(std::vector<std::string> argv, int core) {
-    static const std::optional<std::string> taskset = bench::find_on_path("taskset");
-    if (taskset && core >= 0) argv.insert(argv.begin(), {*taskset, "-c", std::to_string(core)});
-    return argv;
-}
-
-// Starts build/bin/httpbin (beside this program) on an ephemeral port and reads the address
-// it prints first. Throws std::runtime_error, saying what to do, if it cannot.
-void start_server(ServerChild& s, int core, int backlog) {
+// Starts build/bin/httpbin (beside this program) on an ephemeral port, on `cpu` if given;
+// its first line is its address, put in *url. Throws std::runtime_error, saying what to do,
+// if it cannot.
+std::unique_ptr<bench::ChildProcess> start_server(std::optional<int> cpu, int backlog, std::string* url) {
     std::string exe = bench::self_exe();
     const std::string httpbin = exe.substr(0, exe.rfind('/') + 1) + "httpbin";
     if (!bench::is_file(httpbin)) throw std::runtime_error(httpbin + " is not built: run make (it builds every program)");
-    std::vector<std::string> argv = pinned({httpbin, "--port", "0", "--backlog", std::to_string(backlog)}, core);
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
-    std::fflush(nullptr);
-    s.pid = ::fork();
-    if (s.pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-    if (s.pid == 0) {
-        ::dup2(fds[1], 1);
-        std::vector<char*> args;
-        for (auto& a : argv) args.push_back(a.data());
-        args.push_back(nullptr);
-        ::execvp(args[0], args.data());
-        std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-        ::_exit(127);
-    }
-    ::close(fds[1]);
-    s.out = fds[0];
-    const double deadline = bench::now() + 10;
-    while (bench::now() < deadline) {
-        pollfd p{s.out, POLLIN, 0};
-        if (::poll(&p, 1, 100) <= 0) continue;
-        char ch;
-        if (::read(s.out, &ch, 1) <= 0) break;
-        if (ch == '\n') return;
-        s.url += ch;
-    }
-    throw std::runtime_error("httpbin did not print its address within 10 s");
+    auto server = std::make_unique<bench::ChildProcess>(
+        std::vector<std::string>{httpbin, "--port", "0", "--backlog", std::to_string(backlog)}, cpu);
+    std::optional<std::string> line = server->read_line(10);
+    if (!line) throw std::runtime_error("httpbin did not print its address within 10 s");
+    *url = *line;
+    return server;
 }
 
 // -------------------------------------------------------------------- the clients, children
@@ -253,11 +185,12 @@ struct Run {
 
 // One run of one client: a new process, pinned; it prints RESULT name=run (seconds) and
 // name=ok (requests answered 200 with a body).
-Run run_client(const Variant& v, const std::string& url, int n, int core) {
+Run run_client(const Variant& v, const std::string& url, int n, std::optional<int> cpu) {
     std::vector<std::string> argv = v.argv;
     const std::vector<std::string> more = {"--client", url, "--count", std::to_string(n)};
     argv.insert(argv.end(), more.begin(), more.end());
-    bench::Captured c = bench::run_capture(pinned(argv, core));
+    if (cpu) argv.insert(argv.begin(), {"taskset", "-c", std::to_string(*cpu)});
+    bench::Captured c = bench::run_capture(argv);
     Run run;
     std::optional<double> seconds, ok;
     for (auto& line : c.lines)
@@ -313,6 +246,9 @@ std::optional<double> target_overhead(int n) {
 
 int main(int argc, char** argv) {
     Options o;
+    const bench::CpuPlan picked = bench::plan_cpus();
+    o.server_core = picked.server.value_or(-1);
+    o.client_core = picked.client.value_or(-1);
     aio::OptionParser options(
         "HTTP client speed: N concurrent GET /delay/0.1 (N = 100, then 500) against the course's\n"
         "httpbin (build/bin/httpbin, its own process), each client starting cold: ours (one\n"
@@ -350,23 +286,19 @@ int main(int argc, char** argv) {
     // The listen queue holds every connect of a run at once (N arrive together): 511 (the
     // server's default) or N, whichever is more. A full queue drops SYNs, and a dropped SYN
     // is sent again only after a second, which would be measured as the client's time.
-    ServerChild server;
+    const bench::CpuPlan cpus = bench::plan_cpus(o.server_core, o.client_core);
+    std::unique_ptr<bench::ChildProcess> server;
+    std::string url;
     try {
-        start_server(server, o.server_core, std::max(511, largest));
+        server = start_server(cpus.server, std::max(511, largest), &url);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_http_client: %s\n", e.what());
         return 1;
     }
-    const bool taskset = bench::find_on_path("taskset").has_value();
-    const bool is_pinned = taskset && o.server_core >= 0 && o.client_core >= 0;
     char delay_text[32];
     std::snprintf(delay_text, sizeof delay_text, "%g", o.delay);
-    std::printf("N concurrent GET /delay/%s from a cold client; server: build/bin/httpbin at %s, %s\n", delay_text,
-                server.url.c_str(),
-                is_pinned ? ("pinned to core " + std::to_string(o.server_core) + ", clients to core " +
-                             std::to_string(o.client_core) + " (taskset)")
-                                .c_str()
-                          : "not pinned (taskset missing or disabled): expect noisier figures");
+    std::printf("N concurrent GET /delay/%s from a cold client; server: build/bin/httpbin at %s; %s\n", delay_text,
+                url.c_str(), cpus.description.c_str());
     std::printf("pools: ours and aiohttp with limit=0 (no cap); python-threads: ThreadPoolExecutor(max_workers=N)\n");
     std::fflush(stdout);
     const std::vector<Variant> clients = variants(o);
@@ -378,7 +310,7 @@ int main(int argc, char** argv) {
     for (int round = 1; round <= o.runs && !server_gone; ++round)
         for (int n : *counts)
             for (const Variant& v : clients) {
-                if (!server.alive()) {
+                if (!server->running()) {
                     if (!server_gone)
                         bench::progress("httpbin has ended (stopped from outside?): the remaining runs are skipped\n");
                     server_gone = true;
@@ -387,15 +319,15 @@ int main(int argc, char** argv) {
                 bench::progress("run %d/%d, %s, %d concurrent: ", round, o.runs, v.name.c_str(), n);
                 std::vector<std::string> argv = v.argv;
                 argv.insert(argv.end(), {"--delay", delay_text});
-                Run run = run_client({v.name, argv}, server.url, n, o.client_core);
+                Run run = run_client({v.name, argv}, url, n, cpus.client);
                 bench::progress("%s%s\n", run.seconds ? bench::fmt(run.seconds, "%.4f s").c_str() : "failed",
                                 run.note.c_str());
                 if (run.seconds) runs[n][v.name].push_back(*run.seconds);
             }
-    const bool was_alive = server.alive();
-    const int status = server.stop();
-    if (was_alive && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-        bench::progress("httpbin did not exit 0 after SIGINT (status %d)\n", status);
+    const bool was_alive = server->running();
+    const int status = server->stop(SIGINT, 5.0);  // SIGINT: httpbin's graceful shutdown
+    if (was_alive && status != 0)
+        bench::progress("httpbin did not exit 0 after SIGINT (exit status %d; -1: a signal ended it)\n", status);
 
     std::map<int, std::map<std::string, double>> medians;
     for (int n : *counts)

@@ -20,21 +20,17 @@
 //
 // Output: one `RESULT name=... variant=... value=... unit=req/s` line per figure, then a
 // table with the ratios, then the targets. Progress goes to stderr.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <string>
@@ -46,6 +42,7 @@
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage4_sockets/base_events.hpp"
+#include "stage4_sockets/bench_process.hpp"
 #include "stage4_sockets/selector_events.hpp"
 #include "stage4_sockets/sock_ops.hpp"
 #include "stage5_http/http_parser.hpp"
@@ -60,8 +57,8 @@ struct Options {
     double warmup = 1;
     int rounds = 3;
     std::vector<std::string> connections;  // default: 50 and 1000
-    int server_core = 0;
-    int load_core = 1;
+    int server_core = -1;  // -1: not pinned; main() starts them at plan_cpus()'s two cores
+    int load_core = -1;
     bool own_load = false;
     bool no_install = false;
     std::string only;  // one server
@@ -159,99 +156,6 @@ aio::Coroutine<int> run_load(int port, int connections, double seconds) {
 
 // --------------------------------------------------------------- processes and the peers
 
-// A child process, stopped by its PID when this goes (also when the bench fails).
-struct Child {
-    pid_t pid = -1;
-    int out = -1;  // its stdout
-    std::string name;
-    Child() = default;
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-    Child(Child&& o) noexcept : pid(o.pid), out(o.out), name(std::move(o.name)) { o.pid = o.out = -1; }
-    Child& operator=(Child&& o) noexcept {
-        if (this != &o) {
-            stop(SIGTERM);
-            pid = std::exchange(o.pid, -1);
-            out = std::exchange(o.out, -1);
-            name = std::move(o.name);
-        }
-        return *this;
-    }
-    ~Child() { stop(SIGTERM); }
-    // Sends `sig`, waits up to 5 s for it to end (then SIGKILL); returns its exit status.
-    int stop(int sig) {
-        if (pid <= 0) return -1;
-        ::kill(pid, sig);
-        int status = 0;
-        for (int i = 0; i < 500; ++i) {
-            if (::waitpid(pid, &status, WNOHANG) == pid) break;
-            ::usleep(10000);
-            if (i == 499) {
-                ::kill(pid, SIGKILL);
-                ::waitpid(pid, &status, 0);
-            }
-        }
-        pid = -1;
-        if (out >= 0) ::close(out);
-        out = -1;
-        return status;
-    }
-};
-
-// Starts argv (pinned to `core` with taskset when it is there), its stdout on a pipe.
-Child spawn(const std::string& name, std::vector<std::string> argv, int core) {
-    static const std::optional<std::string> taskset = bench::find_on_path("taskset");
-    if (taskset && core >= 0) argv.insert(argv.begin(), {*taskset, "-c", std::to_string(core)});
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-        ::dup2(fds[1], 1);
-        std::vector<char*> args;
-        for (auto& a : argv) args.push_back(a.data());
-        args.push_back(nullptr);
-        ::execvp(args[0], args.data());
-        std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-        ::_exit(127);
-    }
-    ::close(fds[1]);
-    Child c;
-    c.pid = pid;
-    c.out = fds[0];
-    c.name = name;
-    return c;
-}
-
-// The first line the child prints, within `timeout` seconds; nullopt if none.
-std::optional<std::string> first_line(Child& c, double timeout) {
-    std::string line;
-    const double deadline = bench::now() + timeout;
-    while (bench::now() < deadline) {
-        pollfd p{c.out, POLLIN, 0};
-        if (::poll(&p, 1, 100) <= 0) continue;
-        char ch;
-        ssize_t n = ::read(c.out, &ch, 1);
-        if (n <= 0) return std::nullopt;
-        if (ch == '\n') return line;
-        line += ch;
-    }
-    return std::nullopt;
-}
-
-// Everything the child prints until it exits.
-std::string all_output(Child& c) {
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(c.out, buf, sizeof buf)) > 0) out.append(buf, std::size_t(n));
-    int status = 0;
-    ::waitpid(c.pid, &status, 0);
-    c.pid = -1;
-    return out;
-}
-
 int free_port() {
     aio::Socket s(AF_INET);
     s.bind(aio::SockAddr::ip("127.0.0.1", 0));
@@ -322,11 +226,14 @@ struct Load {
     std::string note;  // errors, non-2xx answers
 };
 
-Load run_wrk(int port, int connections, double seconds, int core) {
-    Child c = spawn("wrk", {"wrk", "-t1", "-c" + std::to_string(connections), "-d" + std::to_string(int(seconds)) + "s",
-                            "http://127.0.0.1:" + std::to_string(port) + "/"},
-                    core);
-    std::string out = all_output(c);
+// How long a load may run past its --seconds before it counts as hung (and is killed).
+constexpr double load_grace = 30;
+
+Load run_wrk(int port, int connections, double seconds, std::optional<int> cpu) {
+    bench::ChildProcess c({"wrk", "-t1", "-c" + std::to_string(connections), "-d" + std::to_string(int(seconds)) + "s",
+                           "http://127.0.0.1:" + std::to_string(port) + "/"},
+                          cpu);
+    std::string out = c.read_until_exit(seconds + load_grace);
     Load load;
     std::smatch m;
     if (std::regex_search(out, m, std::regex("Requests/sec:\\s+([0-9.]+)"))) load.rps = std::stod(m[1]);
@@ -336,11 +243,11 @@ Load run_wrk(int port, int connections, double seconds, int core) {
     return load;
 }
 
-Load run_own_load(int port, int connections, double seconds, int core) {
-    Child c = spawn("load", {bench::self_exe(), "--load", std::to_string(port), "--load-connections",
-                             std::to_string(connections), "--seconds", std::to_string(seconds)},
-                    core);
-    std::string out = all_output(c);
+Load run_own_load(int port, int connections, double seconds, std::optional<int> cpu) {
+    bench::ChildProcess c({bench::self_exe(), "--load", std::to_string(port), "--load-connections",
+                           std::to_string(connections), "--seconds", std::to_string(seconds)},
+                          cpu);
+    std::string out = c.read_until_exit(seconds + load_grace);
     Load load;
     std::smatch m;
     if (std::regex_search(out, m, std::regex("Requests/sec: ([0-9.]+)"))) load.rps = std::stod(m[1]);
@@ -353,16 +260,16 @@ Load run_own_load(int port, int connections, double seconds, int core) {
 
 struct Server {
     std::string variant;
-    Child child;
+    std::unique_ptr<bench::ChildProcess> child;  // (a pointer: Servers move, a ChildProcess does not)
     int port = 0;
     std::string dir;  // nginx's
 };
 
-std::optional<Server> start_server(const std::string& variant, const Options& o) {
+std::optional<Server> start_server(const std::string& variant, std::optional<int> cpu) {
     Server s;
     s.variant = variant;
     if (variant == "ours") {
-        s.child = spawn(variant, {bench::self_exe(), "--serve"}, o.server_core);
+        s.child = std::make_unique<bench::ChildProcess>(std::vector<std::string>{bench::self_exe(), "--serve"}, cpu);
     } else if (variant == "python-streams" || variant == "python-protocol") {
         auto python = bench::find_on_path("python3");
         std::string script;
@@ -372,7 +279,8 @@ std::optional<Server> start_server(const std::string& variant, const Options& o)
             bench::progress("%s: skipped: %s\n", variant.c_str(), python ? "bench_http_server.py not found" : "no python3");
             return std::nullopt;
         }
-        s.child = spawn(variant, {*python, script, "--variant", variant.substr(7)}, o.server_core);
+        s.child = std::make_unique<bench::ChildProcess>(
+            std::vector<std::string>{*python, script, "--variant", variant.substr(7)}, cpu);
     } else {
         std::string nginx = nginx_path();
         if (nginx.empty()) {
@@ -381,15 +289,15 @@ std::optional<Server> start_server(const std::string& variant, const Options& o)
         }
         s.port = free_port();
         s.dir = write_nginx_config(s.port);
-        s.child = spawn(variant, {nginx, "-p", s.dir, "-e", s.dir + "/error.log", "-c", s.dir + "/nginx.conf"},
-                        o.server_core);
+        s.child = std::make_unique<bench::ChildProcess>(
+            std::vector<std::string>{nginx, "-p", s.dir, "-e", s.dir + "/error.log", "-c", s.dir + "/nginx.conf"}, cpu);
         if (!wait_until_accepting(s.port, 5)) {
             bench::progress("nginx: skipped: it did not start (see %s/error.log)\n", s.dir.c_str());
             return std::nullopt;
         }
         return s;
     }
-    std::optional<std::string> line = first_line(s.child, 10);
+    std::optional<std::string> line = s.child->read_line(10);
     if (!line) {
         bench::progress("%s: skipped: it did not print its port\n", variant.c_str());
         return std::nullopt;
@@ -428,6 +336,9 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
 
 int main(int argc, char** argv) {
     Options o;
+    const bench::CpuPlan picked = bench::plan_cpus();
+    o.server_core = picked.server.value_or(-1);
+    o.load_core = picked.client.value_or(-1);
     if (auto status = parse_args(argc, argv, o)) return *status;
     if (o.serve) return aio::run(serve_hello(), aio::new_selector_event_loop);
     if (o.load_port) return aio::run(run_load(o.load_port, o.load_connections, o.seconds), aio::new_selector_event_loop);
@@ -441,13 +352,9 @@ int main(int argc, char** argv) {
 
     ensure_peers(!o.no_install);
     const bool wrk = !o.own_load && bench::find_on_path("wrk");
-    const bool pinned = bench::find_on_path("taskset").has_value() && o.server_core >= 0 && o.load_core >= 0;
+    const bench::CpuPlan cpus = bench::plan_cpus(o.server_core, o.load_core);
     std::printf("keep-alive GET / -> \"Hello, World!\" (13 bytes); load: %s; %s\n",
-                wrk ? "wrk -t1" : "the course's load generator (wrk is not installed)",
-                pinned ? ("server pinned to core " + std::to_string(o.server_core) + ", load to core " +
-                          std::to_string(o.load_core) + " (taskset)")
-                             .c_str()
-                       : "not pinned (taskset missing or disabled): expect noisier figures");
+                wrk ? "wrk -t1" : "the course's load generator (wrk is not installed)", cpus.description.c_str());
     std::fflush(stdout);
 
     // Every server is started once, idle between its turns; then each round loads each
@@ -458,7 +365,7 @@ int main(int argc, char** argv) {
     std::vector<Server> servers;
     for (const std::string& variant : variants) {
         if (!o.only.empty() && variant != o.only) continue;
-        if (std::optional<Server> server = start_server(variant, o)) servers.push_back(std::move(*server));
+        if (std::optional<Server> server = start_server(variant, cpus.server)) servers.push_back(std::move(*server));
     }
     std::vector<std::string> workloads;
     for (auto& c : o.connections) workloads.push_back("hello_c" + c);
@@ -469,8 +376,8 @@ int main(int argc, char** argv) {
             for (Server& server : servers) {
                 bench::progress("round %d/%d, %s, %d connections: ", round, o.rounds, server.variant.c_str(), conns);
                 auto measure = [&](double seconds) {
-                    return wrk ? run_wrk(server.port, conns, seconds, o.load_core)
-                               : run_own_load(server.port, conns, seconds, o.load_core);
+                    return wrk ? run_wrk(server.port, conns, seconds, cpus.client)
+                               : run_own_load(server.port, conns, seconds, cpus.client);
                 };
                 if (o.warmup > 0) measure(o.warmup);
                 Load load = measure(o.seconds);
@@ -481,9 +388,10 @@ int main(int argc, char** argv) {
         }
     }
     for (Server& server : servers) {
-        const int status = server.child.stop(server.variant == "nginx" ? SIGQUIT : SIGINT);
-        if (server.variant == "ours" && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-            bench::progress("ours: did not exit 0 after SIGINT (status %d)\n", status);
+        // The signal each takes as "finish and exit": SIGQUIT is nginx's graceful shutdown.
+        const int status = server.child->stop(server.variant == "nginx" ? SIGQUIT : SIGINT, 5.0);
+        if (server.variant == "ours" && status != 0)
+            bench::progress("ours: did not exit 0 after SIGINT (exit status %d; -1: a signal ended it)\n", status);
         if (!server.dir.empty()) (void)std::system(("rm -rf " + bench::shell_quote(server.dir)).c_str());
     }
     std::map<std::string, std::map<std::string, double>> rps;  // the medians
