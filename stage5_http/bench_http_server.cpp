@@ -354,7 +354,10 @@ int main(int argc, char** argv) {
     const bool wrk = !o.own_load && bench::find_on_path("wrk");
     const bench::CpuPlan cpus = bench::plan_cpus(o.server_core, o.load_core);
     std::printf("keep-alive GET / -> \"Hello, World!\" (13 bytes); load: %s; %s\n",
-                wrk ? "wrk -t1" : "the course's load generator (wrk is not installed)", cpus.description.c_str());
+                wrk ? "wrk -t1"
+                    : o.own_load ? "the course's load generator (--own-load)"
+                                 : "the course's load generator (wrk is not installed: apt-get install wrk)",
+                cpus.description.c_str());
     std::fflush(stdout);
 
     // Every server is started once, idle between its turns; then each round loads each
