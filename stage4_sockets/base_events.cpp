@@ -128,9 +128,9 @@ Coroutine<Ref<Server>> detail::create_server(ProtocolFactory factory, std::strin
         sockets.push_back(std::move(sock));
         bound.push_back(address);
     }
-    if (sockets.empty())
-        throw OSError(EADDRNOTAVAIL, "create_server: could not bind on any address of '" + host + "', port " +
-                                         std::to_string(port));
+    if (sockets.empty())  // "[Errno 99] Cannot assign requested address: ...", as Python words it
+        throw_os_error(EADDRNOTAVAIL, "create_server: could not bind on any address of '" + host + "', port " +
+                                          std::to_string(port) + " (is it an address of this machine?)");
     Ref<Server> server = make_ref<Server>(loop, std::move(sockets), std::move(factory), backlog);
     if (start_serving) co_await server->start_serving();
     co_return server;

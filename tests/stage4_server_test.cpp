@@ -353,3 +353,33 @@ NET_TEST_CASE("Server: accept out of fds (EMFILE) is reported once, then retried
     INFO("exit codes: 12 reported not once, 13 accepted while out of fds, 14 never served again, 15 no back-off");
     REQUIRE(outcome == "ok");
 }
+
+// ----------------------------------------------------------------------- a host not ours
+
+namespace {
+
+// 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine, so bind() fails
+// with EADDRNOTAVAIL; the error must say so in Python's words, and name the host.
+Coroutine<> bind_elsewhere_scenario(std::string* what, int* err) {
+    try {
+        auto factory = [] { return aio::make_ref<Recorder>(); };
+        Ref<aio::Server> server = co_await aio::create_server(factory, "192.0.2.1", 0);
+        server->close();
+    } catch (const aio::OSError& e) {
+        *what = e.what();
+        *err = e.error_number();
+    }
+}
+
+}  // namespace
+
+NET_TEST_CASE("create_server on an address that is not this machine's: OSError with the errno, the reason and the host",
+              "[stage4][server]") {
+    std::string what;
+    int err = 0;
+    run_on("epoll", bind_elsewhere_scenario(&what, &err));
+    CHECK(err == EADDRNOTAVAIL);
+    CHECK(what.find("[Errno " + std::to_string(EADDRNOTAVAIL) + "]") != std::string::npos);
+    CHECK(what.find("192.0.2.1") != std::string::npos);
+    CHECK(what.find("is it an address of this machine?") != std::string::npos);
+}
