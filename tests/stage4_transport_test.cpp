@@ -55,6 +55,16 @@ Coroutine<Connected> connect_to_new_server(const Factory& server_factory, const 
     co_return c;
 }
 
+// A server factory whose protocols do not read until told (pause_reading_at_start), so the
+// client's writes back up; the last protocol it made is kept in *made.
+auto unread_server_factory(std::shared_ptr<Ref<Recorder>> made) {
+    return [made] {
+        *made = aio::make_ref<Recorder>();
+        (*made)->pause_reading_at_start = true;
+        return *made;
+    };
+}
+
 // ----------------------------------------------------------------------------------- echo
 
 Coroutine<> echo_scenario(const char* host) {
@@ -116,11 +126,7 @@ namespace {
 // the client has a tiny send buffer: the client's writes soon go into its write buffer.
 Coroutine<> partial_write_scenario() {
     auto server_side = std::make_shared<Ref<Recorder>>();
-    auto factory = [server_side] {
-        *server_side = aio::make_ref<Recorder>();
-        (*server_side)->pause_reading_at_start = true;
-        return *server_side;
-    };
+    auto factory = unread_server_factory(server_side);
     auto connecting = connect_to_new_server(factory);
     Connected c = co_await std::move(connecting);
     aio::SelectorEventLoop& loop = aio::get_running_selector_loop();
@@ -155,11 +161,7 @@ Coroutine<> partial_write_scenario() {
 
 Coroutine<> water_marks_scenario() {
     auto server_side = std::make_shared<Ref<Recorder>>();
-    auto factory = [server_side] {
-        *server_side = aio::make_ref<Recorder>();
-        (*server_side)->pause_reading_at_start = true;
-        return *server_side;
-    };
+    auto factory = unread_server_factory(server_side);
     auto connecting = connect_to_new_server(factory);
     Connected c = co_await std::move(connecting);
     Ref<aio::Transport> transport = c.client->transport;  // (the Recorder lets go at connection_lost)
@@ -573,11 +575,7 @@ Coroutine<> after_close_scenario(std::vector<std::string>* log) {
 // abort(): the buffer is dropped, connection_lost(null) follows.
 Coroutine<> abort_scenario() {
     auto server_side = std::make_shared<Ref<Recorder>>();
-    auto factory = [server_side] {
-        *server_side = aio::make_ref<Recorder>();
-        (*server_side)->pause_reading_at_start = true;
-        return *server_side;
-    };
+    auto factory = unread_server_factory(server_side);
     auto connecting = connect_to_new_server(factory);
     Connected c = co_await std::move(connecting);
     Ref<aio::Transport> transport = c.client->transport;  // (the Recorder lets go at connection_lost)
@@ -608,11 +606,7 @@ public:
 
 Coroutine<> abort_on_resume_scenario() {
     auto server_side = std::make_shared<Ref<Recorder>>();
-    auto factory = [server_side] {
-        *server_side = aio::make_ref<Recorder>();
-        (*server_side)->pause_reading_at_start = true;
-        return *server_side;
-    };
+    auto factory = unread_server_factory(server_side);
     auto serving = aio::create_server(factory, "127.0.0.1", 0);
     Ref<aio::Server> server = co_await std::move(serving);
     Ref<AbortsOnResume> client = aio::make_ref<AbortsOnResume>();

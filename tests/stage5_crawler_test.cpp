@@ -167,7 +167,7 @@ std::optional<Run> crawl_program(std::vector<std::string> args) {
     return run;
 }
 
-TEST_CASE("crawl: --help, a small run of the built-in site, a root that fails, bad command lines", "[stage5][crawler]") {
+NET_TEST_CASE("crawl: --help, a small run of the built-in site, a root that fails, bad command lines", "[stage5][crawler]") {
     auto help = crawl_program({"--help"});
     if (!help) return;
     CHECK(help->status == 0);
