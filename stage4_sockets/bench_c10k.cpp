@@ -38,6 +38,7 @@
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage4_sockets/base_events.hpp"
+#include "stage4_sockets/bench_echo_servers.hpp"
 #include "stage4_sockets/bench_process.hpp"
 #include "stage4_sockets/sock_ops.hpp"
 #include "stage4_sockets/streams.hpp"
@@ -102,52 +103,21 @@ int hold_fds(const char* who, int n) {
 
 // ---- the servers (--serve) --------------------------------------------------------------
 
-long g_open = 0;  // connections open now, for the SIGUSR1 report
-
-// What an idle connection costs us is this object, its transport, and the loop's
-// bookkeeping for its fd: no task, no coroutine frame, no buffer (a transport reads into
-// the loop's one shared buffer).
-class EchoProtocol final : public aio::Protocol {
-public:
-    void connection_made(aio::Transport& transport) override {
-        transport_ = &transport;
-        ++g_open;
-    }
-    void data_received(std::string_view data) override { transport_->write(data); }
-    void connection_lost(std::exception_ptr) override { --g_open; }
-
-private:
-    aio::Transport* transport_ = nullptr;
-};
-
-Coroutine<> echo_lines(Ref<aio::StreamReader> reader, Ref<aio::StreamWriter> writer) {
-    ++g_open;
-    try {
-        for (;;) {
-            std::string line = co_await reader->readline();
-            if (line.empty()) break;
-            writer->write(line);
-            co_await writer->drain();
-        }
-    } catch (const aio::ConnectionError&) {
-    }
-    writer->close();
-    --g_open;
-}
+// EchoProtocol and echo_lines: bench_echo_servers.hpp.
 
 Coroutine<int> serve(std::string kind, int connections) {
     hold_fds("server", connections);
     aio::SelectorEventLoop& loop = aio::get_running_selector_loop();
     loop.add_signal_handler(SIGUSR1, [] {
-        std::printf("OPEN %ld RSS %ld\n", g_open, bench::resident_kb());
+        std::printf("OPEN %ld RSS %ld\n", bench::open_echo_connections, bench::resident_kb());
         std::fflush(stdout);
     });
     Ref<aio::Server> server;
     if (kind == "protocol") {
-        auto factory = [] { return aio::make_ref<EchoProtocol>(); };
+        auto factory = [] { return aio::make_ref<bench::EchoProtocol>(); };
         server = co_await aio::create_server(factory, "127.0.0.1", 0, 4096);
     } else {
-        server = co_await aio::start_server(echo_lines, "127.0.0.1", 0, aio::kDefaultStreamLimit, 4096);
+        server = co_await aio::start_server(bench::echo_lines, "127.0.0.1", 0, aio::kDefaultStreamLimit, 4096);
     }
     std::printf("PORT %d\n", int(server->sockets()[0].getsockname().port()));
     std::fflush(stdout);

@@ -36,6 +36,7 @@
 #include "stage3_tasks_futures/runners.hpp"
 #include "stage3_tasks_futures/tasks.hpp"
 #include "stage4_sockets/base_events.hpp"
+#include "stage4_sockets/bench_echo_servers.hpp"
 #include "stage4_sockets/bench_process.hpp"
 #include "stage4_sockets/sock_ops.hpp"
 #include "stage4_sockets/streams.hpp"
@@ -93,40 +94,16 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
 
 // ---- the servers (--serve) ------------------------------------------------------------------
 
-// The protocol server: whatever arrives goes straight back. No task, no future, no copy:
-// data_received gets a view of the transport's read buffer, and write() sends it at once.
-class EchoProtocol final : public aio::Protocol {
-public:
-    void connection_made(aio::Transport& transport) override { transport_ = &transport; }
-    void data_received(std::string_view data) override { transport_->write(data); }
-
-private:
-    aio::Transport* transport_ = nullptr;  // valid until connection_lost (protocols.hpp)
-};
-
-// The streams server: a task per connection that asks for a line and writes it back.
-Coroutine<> echo_lines(Ref<aio::StreamReader> reader, Ref<aio::StreamWriter> writer) {
-    try {
-        for (;;) {
-            std::string line = co_await reader->readline();
-            if (line.empty()) break;  // EOF: the client is done
-            writer->write(line);
-            co_await writer->drain();
-        }
-    } catch (const aio::ConnectionError&) {
-        // The client went away mid-conversation: part of a server's life, not an error.
-    }
-    writer->close();
-}
+// EchoProtocol and echo_lines: bench_echo_servers.hpp.
 
 // Serves until killed (SIGTERM from the bench), after printing "PORT <n>" for the bench.
 Coroutine<int> serve(std::string kind) {
     Ref<aio::Server> server;
     if (kind == "protocol") {
-        auto factory = [] { return aio::make_ref<EchoProtocol>(); };
+        auto factory = [] { return aio::make_ref<bench::EchoProtocol>(); };
         server = co_await aio::create_server(factory, "127.0.0.1", 0, 1024);
     } else {
-        server = co_await aio::start_server(echo_lines, "127.0.0.1", 0, aio::kDefaultStreamLimit, 1024);
+        server = co_await aio::start_server(bench::echo_lines, "127.0.0.1", 0, aio::kDefaultStreamLimit, 1024);
     }
     std::printf("PORT %d\n", int(server->sockets()[0].getsockname().port()));
     std::fflush(stdout);
