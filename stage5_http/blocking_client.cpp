@@ -22,12 +22,6 @@ namespace aio {
 
 namespace {
 
-std::string seconds(double s) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", s);
-    return text;
-}
-
 std::string errno_text(int err) { return "[Errno " + std::to_string(err) + "] " + std::strerror(err); }
 
 timeval to_timeval(double s) {
@@ -156,7 +150,7 @@ BlockingResponse BlockingSession::request_once(const ClientRequest& request) {
             }
         }
         if (send_error == EAGAIN || send_error == EWOULDBLOCK)
-            throw TimeoutError("read timeout of " + seconds(*options_.timeout.read) + " s expired sending " +
+            throw TimeoutError("read timeout of " + format_seconds(*options_.timeout.read) + " s expired sending " +
                                request.describe() + " (BlockingTimeout::read)");
 
         // Read until the head, then the body, into one response.
@@ -207,7 +201,7 @@ BlockingResponse BlockingSession::request_once(const ClientRequest& request) {
                     break;
                 }
                 if (err == EAGAIN || err == EWOULDBLOCK)
-                    throw TimeoutError("read timeout of " + seconds(*options_.timeout.read) + " s expired waiting for " +
+                    throw TimeoutError("read timeout of " + format_seconds(*options_.timeout.read) + " s expired waiting for " +
                                        (got_head ? "the body of " : "the response to ") + request.describe() +
                                        " (BlockingTimeout::read)");
                 // The stale connection: reused, and closed or reset before a byte of the
@@ -274,7 +268,7 @@ std::unique_ptr<BlockingSession::Conn> BlockingSession::connect(const URL& url, 
         }
         const int err = connect_within(fd.get(), info.address, options_.timeout.connect);
         if (err == ETIMEDOUT && options_.timeout.connect)
-            throw ConnectionTimeoutError("connect timeout of " + seconds(*options_.timeout.connect) +
+            throw ConnectionTimeoutError("connect timeout of " + format_seconds(*options_.timeout.connect) +
                                          " s expired connecting to " + info.address.to_string() + " for " + url.str() +
                                          " (BlockingTimeout::connect)");
         if (err) {

@@ -1,6 +1,7 @@
 // Stage 5: HTTP/1.1. A client's request and its rules. See client_request.hpp.
 #include "stage5_http/client_request.hpp"
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "stage5_http/http_grammar.hpp"
@@ -67,5 +68,11 @@ bool follow_redirect(ClientRequest& request, int status, std::string_view locati
     return true;
 }
 // [/docs:follow_redirect]
+
+std::string format_seconds(double s) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", s);
+    return text;
+}
 
 }  // namespace aio

@@ -3,7 +3,8 @@
 //
 // Adds:    ClientRequest (method, url, headers, body), write_request_head_for (the bytes
 //          of its head, with Host, Accept, User-Agent and Content-Length filled in),
-//          is_idempotent, is_redirect, follow_redirect.
+//          is_idempotent, is_redirect, follow_redirect; format_seconds (how both clients'
+//          timeout errors write a duration).
 // Mirrors: aiohttp's ClientRequest (client_reqrep.py: update_headers, update_body_from_data,
 //          write_bytes) and the redirect branch of ClientSession._request (client.py);
 //          requests' Session.resolve_redirects and rebuild_method (sessions.py).
@@ -66,5 +67,8 @@ bool is_redirect(int status) noexcept;
 // changes nothing) if `status` is not a redirect. Throws InvalidURL if `location` does not
 // resolve to an http URL (a redirect to https:// says that TLS is not supported).
 bool follow_redirect(ClientRequest& request, int status, std::string_view location);
+
+// `s` seconds as both clients' timeout errors write them ("%g": 0.5, 10, 1e+03).
+std::string format_seconds(double s);
 
 }  // namespace aio

@@ -14,12 +14,6 @@ namespace aio {
 
 namespace {
 
-std::string seconds(double s) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", s);
-    return text;
-}
-
 // What the request path needs besides the request itself (one struct, passed by reference
 // to the coroutines below: each is awaited by the one that owns it, so it outlives them).
 struct Plan {
@@ -48,7 +42,7 @@ Coroutine<Connection> get_connection(const Plan& plan, const ClientRequest& requ
         expired = true;
     }
     if (expired)
-        throw ConnectionTimeoutError("connect timeout of " + seconds(*plan.timeout.connect) + " s expired: " +
+        throw ConnectionTimeoutError("connect timeout of " + format_seconds(*plan.timeout.connect) + " s expired: " +
                                      request.describe() +
                                      " (waiting for a free connection, resolving and connecting; ClientTimeout::connect)");
     co_return connection;
@@ -171,7 +165,7 @@ Coroutine<ClientResponse> run_request(Ref<TCPConnector> connector, std::string m
     } catch (const TimeoutError&) {
         expired = true;
     }
-    if (expired) throw TimeoutError("total timeout of " + seconds(*timeout.total) + " s expired: " + what +
+    if (expired) throw TimeoutError("total timeout of " + format_seconds(*timeout.total) + " s expired: " + what +
                                     " (ClientTimeout::total)");
     co_return std::move(*response);
 }
